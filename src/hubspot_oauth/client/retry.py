@@ -1,0 +1,69 @@
+"""When to try a transient failure again, and how long to wait first (no I/O here).
+
+Only `RetryableError`s are retried (network failures, timeouts, 5xx, 429 and bodies that
+are not HubSpot's JSON); a 4xx such as ``invalid_grant`` never is, since sending the same
+request again cannot succeed. HubSpot asks clients to back off on 429 and honour
+``Retry-After`` (reference §7.5-7.6).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+
+from ..errors import ConfigurationError, RetryableError
+
+__all__ = ["DEFAULT_RETRY", "NO_RETRY", "RetryPolicy"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Bounded exponential backoff.
+
+    **Parameters:**
+    * `attempts` - total tries, first one included (default 3; 1 disables retries).
+    * `backoff` - seconds before the second try (default 0.5); doubled each time.
+    * `max_delay` - cap on one computed wait, in seconds (default 8).
+    * `max_total_wait` - cap on the sum of waits in one call, in seconds (default 30). A
+      ``Retry-After`` longer than what is left ends the retries: the error is raised with
+      its `retry_after` so the caller can schedule the next try.
+    * `jitter` - spread each computed wait over [50 %, 100 %] so many clients do not
+      retry in step (default True). ``Retry-After`` values are used as given.
+    """
+
+    attempts: int = 3
+    backoff: float = 0.5
+    max_delay: float = 8.0
+    max_total_wait: float = 30.0
+    jitter: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.attempts, int) or self.attempts < 1:
+            raise ConfigurationError("RetryPolicy.attempts must be an integer >= 1")
+        for name in ("backoff", "max_delay", "max_total_wait"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or value < 0:
+                raise ConfigurationError(f"RetryPolicy.{name} must be a number >= 0 (seconds)")
+
+    def delay(self, attempt: int, error: BaseException, waited: float = 0.0) -> float | None:
+        """Seconds to wait before try `attempt` + 1, or None to give up and raise `error`.
+
+        `attempt` counts from 1 (the try that just failed); `waited` is the seconds already
+        spent waiting in this call.
+        """
+        if not isinstance(error, RetryableError) or attempt >= self.attempts:
+            return None
+        retry_after = error.retry_after
+        if retry_after is not None:
+            wait = max(0.0, float(retry_after))
+        else:
+            wait = min(self.max_delay, self.backoff * (2 ** (attempt - 1)))
+            if self.jitter:
+                wait *= 0.5 + random.random() / 2
+        if waited + wait > self.max_total_wait:
+            return None
+        return wait
+
+
+DEFAULT_RETRY = RetryPolicy()
+NO_RETRY = RetryPolicy(attempts=1)
