@@ -1,0 +1,1 @@
+"""ASGI apps the benchmarks start with uvicorn (one module per server under test)."""
