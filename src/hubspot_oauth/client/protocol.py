@@ -628,11 +628,12 @@ def _error_from_response(
             retry_after=retry_after,
         )
 
-    status = _str(payload.get("status"))
+    # Codes show in str(error): a server that echoes a token there must not leak it.
+    status = _redacted(_str(payload.get("status")), secrets)
     if status is not None and status.lower() == "error":  # the API's generic marker
         status = None
-    category = _str(payload.get("category"))
-    error = _str(payload.get("error"))
+    category = _redacted(_str(payload.get("category")), secrets)
+    error = _redacted(_str(payload.get("error")), secrets)
     error_description = _str(payload.get("error_description"))
     sub_category = _str(payload.get("subCategory"))
     message = (
@@ -647,7 +648,8 @@ def _error_from_response(
         "category": category,
         "error": error,
         "error_description": redact(error_description, secrets) if error_description else None,
-        "correlation_id": _str(payload.get("correlationId")) or correlation_id,
+        "correlation_id": _redacted(_str(payload.get("correlationId")), secrets)
+        or correlation_id,
         "context": _context(payload.get("context")),
         "errors": _errors(payload.get("errors")),
         "retry_after": retry_after,
@@ -823,6 +825,10 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     except Exception:  # noqa: BLE001 - odd header containers read as "absent"
         return None
     return value if isinstance(value, str) else None
+
+
+def _redacted(value: str | None, secrets: Sequence[str]) -> str | None:
+    return redact(value, secrets) if value else value
 
 
 def _str(value: Any) -> str | None:
