@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-import sqlalchemy as sa
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
@@ -38,22 +37,18 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from . import models
-from .bruteforce import default_guard, locked_message, login_keys, verify_password_or_dummy
+from .bruteforce import default_guard, locked_message, login_keys
 from .install import (
     AppRegistration,
     AuthorizeRequest,
     InstallError,
-    PortalAccess,
     ScopeRequest,
-    app_registration_from_row,
     authorization_redirect,
     check_authorize_request,
     check_install,
     describe_scope,
     invalid_link,
     parse_authorize_query,
-    portal_access_from_row,
 )
 
 __all__ = ["SESSION_COOKIE", "routes"]
@@ -219,79 +214,27 @@ def _unseal(request: Request, token: object) -> tuple[AuthorizeRequest, int | No
     return areq, hub_id
 
 
-# --- the directory: apps, users, portals (reads only) -------------------------------------
+# --- the directory: LocalHubSpot's reads (apps, users, portals) ---------------------------
+
+
+def _hubspot(request: Request) -> Any:
+    return request.app.state.hubspot
 
 
 def _settings(request: Request) -> Any:
-    settings = getattr(request.app.state.hubspot, "settings", None)
-    return settings if settings is not None else request.app.state.settings
-
-
-def _engine(request: Request) -> sa.Engine:
-    return request.app.state.hubspot.engine
+    return _hubspot(request).settings
 
 
 def _find_app(request: Request, client_id: str | None) -> AppRegistration | None:
-    if not client_id:
+    return _hubspot(request).app_registration(client_id)
+
+
+def _signed_in_user(request: Request, session: _Session) -> Any:
+    """The session's user (a `UserRecord`), or None when signed out or since deleted."""
+    if session.user_id is None or not session.email:
         return None
-    with _engine(request).connect() as conn:
-        row = (
-            conn.execute(sa.select(models.apps).where(models.apps.c.client_id == client_id))
-            .mappings()
-            .first()
-        )
-    return app_registration_from_row(row) if row else None
-
-
-def _find_user(request: Request, email: str) -> dict[str, Any] | None:
-    with _engine(request).connect() as conn:
-        row = (
-            conn.execute(
-                sa.select(models.users).where(models.users.c.email == email.strip().lower())
-            )
-            .mappings()
-            .first()
-        )
-    return dict(row) if row else None
-
-
-def _user_by_id(request: Request, user_id: int) -> dict[str, Any] | None:
-    with _engine(request).connect() as conn:
-        row = (
-            conn.execute(sa.select(models.users).where(models.users.c.user_id == user_id))
-            .mappings()
-            .first()
-        )
-    return dict(row) if row else None
-
-
-def _portals(request: Request, user_id: int) -> list[PortalAccess]:
-    """The portals the user belongs to, in hub_id order, with their install permission."""
-    query = (
-        sa.select(models.portals, models.portal_users.c.role)
-        .join(models.portal_users, models.portal_users.c.hub_id == models.portals.c.hub_id)
-        .where(models.portal_users.c.user_id == user_id)
-        .order_by(models.portals.c.hub_id)
-    )
-    with _engine(request).connect() as conn:
-        rows = conn.execute(query).mappings().all()
-    return [portal_access_from_row(row, row["role"]) for row in rows]
-
-
-def _portal(request: Request, user_id: int, hub_id: int) -> PortalAccess | None:
-    for portal in _portals(request, user_id):
-        if portal.hub_id == hub_id:
-            return portal
-    return None
-
-
-def _password_hasher(request: Request) -> Any:
-    hasher = getattr(request.app.state.hubspot, "password_hasher", None)
-    if hasher is None:
-        from argon2 import PasswordHasher
-
-        hasher = PasswordHasher()
-    return hasher
+    user = _hubspot(request).user(session.email)
+    return user if user is not None and user.user_id == session.user_id else None
 
 
 def _login_guard(request: Request) -> Any:
@@ -353,9 +296,7 @@ async def _next_step(
 ) -> Response:
     """Render the page the user is at: login, account picker or consent."""
     areq = scope_request.request
-    user = None
-    if session.user_id is not None:
-        user = await run_in_threadpool(_user_by_id, request, session.user_id)
+    user = await run_in_threadpool(_signed_in_user, request, session)
     if user is None:
         session.user_id = session.email = None
         response = _page(
@@ -373,11 +314,11 @@ async def _next_step(
     common = {
         "app": scope_request.app,
         "csrf_token": session.csrf,
-        "user_email": user["email"],
+        "user_email": user.email,
         "logout_url": LOGOUT_PATH,
     }
     if hub_id is None:
-        portals = await run_in_threadpool(_portals, request, user["user_id"])
+        portals = await run_in_threadpool(_hubspot(request).portals_for, user.email)
         response = _page(
             "accounts.html",
             portals=portals,
@@ -386,7 +327,7 @@ async def _next_step(
             **common,
         )
         return _save_session(request, response, session)
-    portal = await run_in_threadpool(_portal, request, user["user_id"], hub_id)
+    portal = await run_in_threadpool(_hubspot(request).portal_access, user.email, hub_id)
     grant = check_install(scope_request, portal)
     assert portal is not None  # check_install refuses a missing portal
     optional = set(scope_request.optional)
@@ -473,17 +414,14 @@ async def login(request: Request) -> Response:
         response = render(locked_message(verdict.retry_after), 429)
         response.headers["Retry-After"] = verdict.retry_after_header
         return response
-    user = await run_in_threadpool(_find_user, request, email) if email else None
-    hasher = _password_hasher(request)
-    ok = await run_in_threadpool(
-        verify_password_or_dummy, hasher, user["password_hash"] if user else None, password
-    )
-    if not ok or user is None:
+    # argon2 verification; an unknown e-mail costs the same as a wrong password.
+    user = await run_in_threadpool(_hubspot(request).authenticate_user, email, password)
+    if user is None:
         guard.failure(*keys)
         return render(LOGIN_FAILED, 200)
     guard.success(*keys)
-    session.user_id = int(user["user_id"])
-    session.email = user["email"]
+    session.user_id = int(user.user_id)
+    session.email = user.email
     response = _protect(RedirectResponse(_continue(request, areq, None), status_code=303))
     return _save_session(request, response, session)
 
@@ -521,28 +459,25 @@ async def decide(request: Request) -> Response:
         decision = form.get("decision")
         if hub_id is None or decision not in ("grant", "cancel"):
             raise _bad_form()
-        user = None
-        if session.user_id is not None:
-            user = await run_in_threadpool(_user_by_id, request, session.user_id)
+        user = await run_in_threadpool(_signed_in_user, request, session)
         if user is None:
             # Signed out in another tab meanwhile: sign in again, then back to consent.
             return _protect(RedirectResponse(_continue(request, areq, hub_id), status_code=303))
         app = await run_in_threadpool(_find_app, request, areq.client_id)
         scope_request = check_authorize_request(app, areq)
-        portal = await run_in_threadpool(_portal, request, user["user_id"], hub_id)
+        portal = await run_in_threadpool(_hubspot(request).portal_access, user.email, hub_id)
         if decision == "cancel":
             # "If the user doesn't grant access, no request will be sent" [DOC-QS-GUIDE].
             return _page("cancelled.html", app=scope_request.app, portal=portal)
         check_install(scope_request, portal)
-        code = await run_in_threadpool(_issue_code, request, areq, user["email"], hub_id)
+        code = await run_in_threadpool(_issue_code, request, areq, user.email, hub_id)
     except InstallError as error:
         return _error_page(error)
     return _redirect_to_app(areq, code)
 
 
 def _issue_code(request: Request, areq: AuthorizeRequest, email: str, hub_id: int) -> str:
-    hubspot = request.app.state.hubspot
-    return hubspot.issue_code(
+    return _hubspot(request).issue_code(
         client_id=areq.client_id,
         redirect_uri=areq.redirect_uri,
         user_email=email,
@@ -563,7 +498,7 @@ def _redirect_to_app(areq: AuthorizeRequest, code: str) -> Response:
 async def _auto_approve(request: Request, scope_request: ScopeRequest, email: str) -> Response:
     """`--auto-approve EMAIL`: no pages; the pinned portal or the first eligible one."""
     areq = scope_request.request
-    user = await run_in_threadpool(_find_user, request, email)
+    user = await run_in_threadpool(_hubspot(request).user, email)
     if user is None:
         raise InstallError(
             "auto_approve_user",
@@ -571,7 +506,7 @@ async def _auto_approve(request: Request, scope_request: ScopeRequest, email: st
             hint="Start the server with --auto-approve set to the e-mail of a seeded user.",
             status_code=403,
         )
-    portals = await run_in_threadpool(_portals, request, user["user_id"])
+    portals = await run_in_threadpool(_hubspot(request).portals_for, user.email)
     if areq.account_id is not None:
         chosen = next((p for p in portals if p.hub_id == areq.account_id), None)
         check_install(scope_request, chosen)
@@ -589,11 +524,11 @@ async def _auto_approve(request: Request, scope_request: ScopeRequest, email: st
         if chosen is None:
             raise first_error or InstallError(
                 "account_not_found",
-                f"The auto-approve user {user['email']} doesn't belong to any HubSpot account.",
+                f"The auto-approve user {user.email} doesn't belong to any HubSpot account.",
                 status_code=403,
             )
     assert chosen is not None
-    code = await run_in_threadpool(_issue_code, request, areq, user["email"], chosen.hub_id)
+    code = await run_in_threadpool(_issue_code, request, areq, user.email, chosen.hub_id)
     return _redirect_to_app(areq, code)
 
 
