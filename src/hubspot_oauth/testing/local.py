@@ -16,7 +16,7 @@ import tempfile
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -300,24 +300,48 @@ class LocalHubSpotHandle:
         kwargs.update(options)
         return kwargs
 
-    def oauth_client(self, **options: Any) -> OAuthClient:
+    def oauth_client(self, *, follow_clock: bool = True, **options: Any) -> OAuthClient:
         """An `OAuthClient` for this test's app and server; keyword options override
-        (e.g. ``endpoints=hubspot.endpoints.with_version("v1")``)."""
+        (e.g. ``endpoints=hubspot.endpoints.with_version("v1")``, ``retry=…``).
+
+        With `follow_clock` (default) the client lives on the server's clock: the tokens
+        it returns expire by `now()` (so `advance()` ages them for the client too) and its
+        retry waits move the server's clock instead of sleeping.
+        """
         from ..client.oauth import OAuthClient
 
-        client = OAuthClient(**self._client_kwargs(options))
+        cls = _clock_following_client(OAuthClient) if follow_clock else OAuthClient
+        client = cls(**self._client_kwargs(options))
+        if follow_clock:
+            client._hubspot_now = self.now
+            if hasattr(client, "_sleep"):
+                client._sleep = self.advance
         self._clients.append(client)
         return client
 
-    def async_oauth_client(self, **options: Any) -> AsyncOAuthClient:
-        """An `AsyncOAuthClient` for this test's app and server."""
+    def async_oauth_client(self, *, follow_clock: bool = True, **options: Any) -> AsyncOAuthClient:
+        """An `AsyncOAuthClient` for this test's app and server (see `oauth_client`)."""
         from ..client.oauth import AsyncOAuthClient
 
-        return AsyncOAuthClient(**self._client_kwargs(options))
+        cls = _clock_following_client(AsyncOAuthClient) if follow_clock else AsyncOAuthClient
+        client = cls(**self._client_kwargs(options))
+        if follow_clock:
+            client._hubspot_now = self.now
+            if hasattr(client, "_sleep"):
 
-    def token_store(self, **options: Any) -> TokenStore:
+                async def simulated_sleep(seconds: float) -> None:
+                    self.advance(seconds)
+
+                client._sleep = simulated_sleep
+        return client
+
+    def token_store(self, *, follow_clock: bool = True, **options: Any) -> TokenStore:
         """A `TokenStore` on a fresh SQLite file in this instance's folder, with its own
-        encryption key and an `oauth_client()`; keyword options override."""
+        encryption key and an `oauth_client()`; keyword options override.
+
+        With `follow_clock` (default) the store judges expiry by the server's clock, so
+        after `advance()` it refreshes ahead of expiry as it would in production.
+        """
         from cryptography.fernet import Fernet
 
         from ..client.store import TokenStore
@@ -326,9 +350,11 @@ class LocalHubSpotHandle:
             "database_url": f"sqlite:///{self.directory / f'tokens-{len(self._stores)}.db'}",
             "encryption_keys": [Fernet.generate_key().decode()],
         }
+        if follow_clock:
+            kwargs["clock"] = self.now
         kwargs.update(options)
         if "client" not in kwargs:
-            kwargs["client"] = self.oauth_client()
+            kwargs["client"] = self.oauth_client(follow_clock=follow_clock)
         store = TokenStore(**kwargs)
         self._stores.append(store)
         return store
@@ -386,6 +412,53 @@ class LocalHubSpotHandle:
             thread.__exit__(None, None, None)
         self.transport.shutdown()
         _close_app(self.app)
+
+
+_following: dict[type, type] = {}
+
+
+def _clock_following_client(base: type) -> type:
+    """A subclass of `OAuthClient`/`AsyncOAuthClient` whose tokens expire by the local
+    HubSpot's clock (``expires_at`` = server time at receipt + ``expires_in``)."""
+    if base in _following:
+        return _following[base]
+
+    def anchor(self: Any, token: Token) -> Token:
+        return token.replace(expires_at=self._hubspot_now() + timedelta(seconds=token.expires_in))
+
+    if getattr(base, "exchange_code", None) and _is_async(base.exchange_code):
+
+        async def exchange_code(self: Any, code: str, code_verifier: str | None = None) -> Any:
+            return anchor(self, await base.exchange_code(self, code, code_verifier))
+
+        async def refresh(self: Any, refresh_token: str) -> Any:
+            return anchor(self, await base.refresh(self, refresh_token))
+
+    else:
+
+        def exchange_code(self: Any, code: str, code_verifier: str | None = None) -> Any:
+            return anchor(self, base.exchange_code(self, code, code_verifier))
+
+        def refresh(self: Any, refresh_token: str) -> Any:
+            return anchor(self, base.refresh(self, refresh_token))
+
+    exchange_code.__doc__ = base.exchange_code.__doc__
+    refresh.__doc__ = base.refresh.__doc__
+    cls = type(base.__name__, (base,), {
+        "__module__": __name__,
+        "__qualname__": base.__name__,
+        "__doc__": f"{base.__name__} on the local HubSpot's clock (hubspot_oauth.testing).",
+        "exchange_code": exchange_code,
+        "refresh": refresh,
+    })
+    _following[base] = cls
+    return cls
+
+
+def _is_async(function: Any) -> bool:
+    import inspect
+
+    return inspect.iscoroutinefunction(function)
 
 
 @contextlib.contextmanager

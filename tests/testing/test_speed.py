@@ -1,0 +1,48 @@
+"""A hundred user tests, each a whole flow (authorize → exchange → API call → refresh), in
+one pytest run: all pass, each on its own server. The wall time is measured and written to
+test-artifacts/testing-kit-speed.txt for people to read; no test asserts on it."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+HUNDRED_FLOWS = '''
+import httpx
+import pytest
+
+
+@pytest.mark.parametrize("n", range(100))
+def test_flow(hubspot, n):
+    client = hubspot.oauth_client()
+    token = client.exchange_code(hubspot.authorize())
+    with httpx.Client(base_url=hubspot.base_url, transport=hubspot.transport) as api:
+        answer = api.get("/crm/v3/objects/contacts",
+                         headers={"Authorization": f"Bearer {token.access_token}"})
+        assert answer.status_code == 200
+    refreshed = client.refresh(token.refresh_token)
+    assert refreshed.access_token != token.access_token
+    # Isolation: this test's server counted this test's calls only.
+    assert hubspot.stats()["token"]["refresh_token"]["ok"] == 1
+    assert hubspot.stats()["api"]["ok"] == 1
+'''
+
+
+@pytest.mark.slow
+def test_hundred_full_flows(pytester: pytest.Pytester, artifacts_dir: Path) -> None:
+    pytester.makepyfile(test_hundred=HUNDRED_FLOWS)
+    started = time.perf_counter()
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q", timeout=300)
+    elapsed = time.perf_counter() - started
+    result.assert_outcomes(passed=100)
+    report = (
+        f"100 pytest tests, each authorize -> exchange -> API call -> refresh on its own "
+        f"in-process local HubSpot: {elapsed:.1f} s wall time for the whole "
+        f"`python -m pytest` process (interpreter start and imports included)\n"
+    )
+    (artifacts_dir / "testing-kit-speed.txt").write_text(report)
+    print(report)
