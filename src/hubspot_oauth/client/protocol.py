@@ -648,8 +648,7 @@ def _error_from_response(
         "category": category,
         "error": error,
         "error_description": redact(error_description, secrets) if error_description else None,
-        "correlation_id": _redacted(_str(payload.get("correlationId")), secrets)
-        or correlation_id,
+        "correlation_id": _redacted(_str(payload.get("correlationId")), secrets) or correlation_id,
         "context": _context(payload.get("context")),
         "errors": _errors(payload.get("errors")),
         "retry_after": retry_after,
@@ -685,8 +684,13 @@ def _classify(
         return MissingScopesError
     if upper_status in _STATUS_ERRORS:
         cls = _STATUS_ERRORS[upper_status]
-        if cls is ReauthorizationRequiredError and operation == "authorization_code":
-            return InvalidAuthorizationCodeError
+        if cls is ReauthorizationRequiredError and operation != "refresh_token":
+            # Only a failed refresh ends the connection; elsewhere the request was wrong.
+            return (
+                InvalidAuthorizationCodeError
+                if operation == "authorization_code"
+                else BadRequestError
+            )
         return cls
     if lower_error == "invalid_grant":
         return _invalid_grant(operation, message, sub_category)
