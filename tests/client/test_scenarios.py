@@ -19,6 +19,8 @@ from hubspot_oauth import (
     InvalidAuthorizationCodeError,
     InvalidClientError,
     ReauthorizationRequiredError,
+    RetryableError,
+    ServerError,
     Token,
 )
 from hubspot_oauth.client.protocol import TokenInfo, code_challenge_s256, new_code_verifier
@@ -175,10 +177,24 @@ def wrong_client_secret(hubspot, run, version):
 
 def c11_outage_page_then_success(hubspot, run, version):
     token = run.exchange_code(hubspot.authorize())
+    hubspot.fail_next("token", "html_502")  # a proxy's HTML page, then HubSpot's own 500
     hubspot.fail_next("token", "server_error")
     fresh = run.refresh(token.refresh_token)
     assert fresh.access_token != token.access_token
     assert hubspot.refresh_count("ok") == 1
+
+
+def c11_outage_page_is_a_retryable_error_with_an_excerpt(hubspot, run, version):
+    token = run.exchange_code(hubspot.authorize())
+    once = make_run(hubspot, run.kind, version, retry=RetryPolicy(attempts=1))
+    hubspot.fail_next("token", "html_502")
+    with pytest.raises(ServerError) as info:
+        once.refresh(token.refresh_token)
+    error = info.value
+    assert isinstance(error, RetryableError) and error.status_code == 502
+    assert error.body_excerpt and len(error.body_excerpt) <= 200
+    assert token.refresh_token not in str(error) and token.refresh_token not in error.body_excerpt
+    assert once.refresh(token.refresh_token).hub_id == PORTAL  # the next attempt succeeds
 
 
 def rate_limited_refresh_is_retried(hubspot, run, version):
@@ -228,6 +244,7 @@ SCENARIOS = [
     uninstall_needs_reauthorization,
     wrong_client_secret,
     c11_outage_page_then_success,
+    c11_outage_page_is_a_retryable_error_with_an_excerpt,
     rate_limited_refresh_is_retried,
     invalid_grant_is_never_retried,
 ]
