@@ -59,6 +59,8 @@ _LAZY = {
     "Connection": ".client.store",
     "HubSpotAuth": ".client.auth",
     "ClientConfig": ".client.config",
+    "RetryPolicy": ".client.retry",
+    "State": ".client.state",
 }
 
 __all__ = [
@@ -83,9 +85,11 @@ __all__ = [
     "OAuthClient",
     "RateLimitError",
     "ReauthorizationRequiredError",
+    "RetryPolicy",
     "RetryableError",
     "SchemaOutdatedError",
     "ServerError",
+    "State",
     "StateError",
     "StateExpiredError",
     "StateMismatchError",
@@ -102,7 +106,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .client.config import ClientConfig
     from .client.oauth import AsyncOAuthClient, OAuthClient
     from .client.protocol import TokenInfo
-    from .client.state import StateStore
+    from .client.retry import RetryPolicy
+    from .client.state import State, StateStore
     from .client.store import Connection, TokenStore
 
 
