@@ -21,6 +21,8 @@ from hubspot_oauth import (
     ReauthorizationRequiredError,
     RetryableError,
     ServerError,
+    StateMismatchError,
+    StateStore,
     Token,
 )
 from hubspot_oauth.client.protocol import TokenInfo, code_challenge_s256, new_code_verifier
@@ -263,6 +265,29 @@ def test_authorization_url_round_trip(hubspot, kind):
     c8_authorization_url_is_accepted_by_the_authorize_page(
         hubspot, make_run(hubspot, kind, "v3"), "v3"
     )
+
+
+@pytest.mark.hubspot(auto_approve=USER)
+@pytest.mark.parametrize("version", ["v1", "v3", "2026-03"])
+def test_the_guides_five_steps_with_state_and_pkce(hubspot, version, tmp_path):
+    """issue state (+ PKCE verifier) → authorization URL → approve → callback → consume the
+    state once → exchange with the verifier kept in the state."""
+    run = make_run(hubspot, "sync", version)
+    states = StateStore(f"sqlite:///{tmp_path / 'states.db'}")
+    verifier = new_code_verifier()
+    nonce = states.issue({"user": 42, "return_to": "/settings"}, code_verifier=verifier)
+    url = run.authorization_url(state=nonce, code_verifier=verifier)
+    with hubspot.http_client() as browser:
+        answer = browser.get(url.replace(hubspot.base_url, ""))
+    assert answer.status_code in (302, 303), answer.text[:300]
+    callback = parse_qs(urlsplit(answer.headers["location"]).query)
+    state = states.consume(callback["state"][0])
+    assert state == {"user": 42, "return_to": "/settings"}
+    token = run.exchange_code(callback["code"][0], code_verifier=state.code_verifier)
+    assert token.hub_id == PORTAL
+    with pytest.raises(StateMismatchError):  # a replayed callback
+        states.consume(callback["state"][0])
+    states.close()
 
 
 def test_the_same_client_works_over_a_real_socket(hubspot_server):
