@@ -152,9 +152,8 @@ def login(no_browser: bool, timeout: int, account_id: int | None, key: str | Non
     config = build_config(**flags)
     config.require_credentials()
     client = OAuthClient.from_config(config)
-    store = TokenStore(config.default_database_url(), client=client,
-                       encryption_keys=list(config.encryption_keys) or None)
     states = StateStore("memory://")
+    store: TokenStore | None = None  # opened once the port is ours
     outcome = _Outcome()
 
     def handle(params: dict[str, str]) -> tuple[int, str, str]:
@@ -177,7 +176,8 @@ def login(no_browser: bool, timeout: int, account_id: int | None, key: str | Non
             outcome.error = "HubSpot's redirect carried no authorization code"
             return 400, "Not connected", outcome.error + ". Nothing was stored."
         try:
-            token = client.exchange_code(code)
+            token = with_account_details(client, client.exchange_code(code))
+            assert store is not None
             outcome.key = store.save(token, key=key)
             outcome.token = token
         except HubSpotOAuthError as exc:
@@ -189,6 +189,8 @@ def login(no_browser: bool, timeout: int, account_id: int | None, key: str | Non
 
     server = open_listener(config.redirect_uri, handle)
     try:
+        store = TokenStore(config.default_database_url(), client=client,
+                           encryption_keys=list(config.encryption_keys) or None)
         nonce = states.issue({"purpose": "hubspot-oauth login"}, ttl=timeout + 60)
         url = client.authorization_url(state=nonce, account_id=account_id)
         out = click.get_text_stream("stderr") if as_json else None
@@ -217,16 +219,24 @@ def login(no_browser: bool, timeout: int, account_id: int | None, key: str | Non
     _print_connected(client, outcome.token, outcome.key, as_json)
 
 
+def with_account_details(client: OAuthClient, token: Token) -> Token:
+    """`token` with hub_domain, user (and hub_id, scopes) filled in from introspection when
+    the token response lacked them (v3 token responses do); unchanged if that fails."""
+    if token.hub_domain and token.user and token.hub_id and token.scopes:
+        return token
+    try:
+        info = client.introspect(token.access_token)
+    except HubSpotOAuthError:
+        return token
+    return token.replace(
+        hub_id=token.hub_id or info.hub_id, hub_domain=token.hub_domain or info.hub_domain,
+        user=token.user or info.user, user_id=token.user_id or info.user_id,
+        scopes=token.scopes or tuple(info.scopes),
+    )
+
+
 def _print_connected(client: OAuthClient, token: Token, key: str, as_json: bool) -> None:
     hub_domain, user, scopes = token.hub_domain, token.user, list(token.scopes)
-    if hub_domain is None or user is None or not scopes:
-        try:  # older token responses lack these; introspection has them
-            info = client.introspect(token.access_token)
-            hub_domain = hub_domain or info.hub_domain
-            user = user or info.user
-            scopes = scopes or list(info.scopes)
-        except HubSpotOAuthError:
-            pass
     data = {"key": key, "hub_id": token.hub_id, "hub_domain": hub_domain, "user": user,
             "scopes": scopes, "expires_at": token.expires_at}
     if as_json:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Any
 
 import click
@@ -71,6 +72,33 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.meta[DEBUG_KEY] = debug
     if debug_enabled(ctx):
         logging.basicConfig(level=logging.DEBUG)
+        return
+    # Library warnings (e.g. a generated key file) as one line each, said once, even when
+    # both `warnings` and `logging` carry them.
+    shown: set[str] = set()
+
+    def one_line(prefix: str, text: str) -> None:
+        line = " ".join(str(text).split())
+        if line not in shown:
+            shown.add(line)
+            click.echo(f"{prefix}: {line}", err=True)
+
+    ctx.with_resource(warnings.catch_warnings())
+    warnings.showwarning = lambda message, *_args, **_kw: one_line("Warning", str(message))
+    handler = _OneLineHandler(one_line)
+    library_log = logging.getLogger("hubspot_oauth")
+    library_log.addHandler(handler)
+    ctx.call_on_close(lambda: library_log.removeHandler(handler))
+
+
+class _OneLineHandler(logging.Handler):
+    def __init__(self, write: Any) -> None:
+        super().__init__(logging.WARNING)
+        self.write = write
+
+    def emit(self, record: logging.LogRecord) -> None:
+        prefix = "Error" if record.levelno >= logging.ERROR else "Warning"
+        self.write(prefix, record.getMessage())
 
 
 def _register() -> None:

@@ -53,6 +53,7 @@ from hubspot_oauth import (
     ReauthorizationRequiredError,
     StateExpiredError,
     StateStore,
+    Token,
     TokenStore,
 )
 
@@ -265,6 +266,7 @@ def create_app(
             )
         try:
             token = await run_in_threadpool(deps.client.exchange_code, code)
+            token = await run_in_threadpool(_with_account_details, deps.client, token)
             key = await run_in_threadpool(deps.store.save, token)
         except NetworkError as exc:
             return error_page(
@@ -437,6 +439,23 @@ def _account_view(connection: Connection, access_token: str | None = None) -> di
         "expired": expired,
         "needs_reauth": connection.needs_reauthorization,
     }
+
+
+def _with_account_details(client: OAuthClient, token: Token) -> Token:
+    """HubSpot's v3 token response names the hub_id but not the domain or the installing
+    user; introspection does (reference §6). Kept as-is when introspection fails: those
+    details are for display only."""
+    if token.hub_domain and token.user and token.hub_id:
+        return token
+    try:
+        info = client.introspect(token.access_token)
+    except HubSpotOAuthError:
+        return token
+    return token.replace(
+        hub_id=token.hub_id or info.hub_id, hub_domain=token.hub_domain or info.hub_domain,
+        user=token.user or info.user, user_id=token.user_id or info.user_id,
+        scopes=token.scopes or tuple(info.scopes),
+    )
 
 
 def _read_contacts(deps: _Deps, key: str) -> dict[str, Any]:
