@@ -210,3 +210,47 @@ def test_real_rate_limiter_runs_on_the_servers_clock() -> None:
         assert statuses == [200] * 11
         assert 1 <= len(waits) <= 2
         assert all(0 < w <= 10 for w in waits)
+
+
+def test_retry_waits_of_kit_clients_move_the_server_clock() -> None:
+    with local_hubspot() as hubspot:
+        client = hubspot.oauth_client()
+        token = client.exchange_code(hubspot.authorize())
+        hubspot.fail_next("token", "server_error", times=2)
+        assert client.refresh(token.refresh_token).access_token
+        # Two backoff waits (0.5 s then 1 s, jittered to 50-100 %) were spent on HubSpot's
+        # clock: its offset from real time grew by them.
+        assert hubspot.server.clock.offset() >= 0.75
+        assert hubspot.stats()["token"]["refresh_token"] == {"ok": 1, "error": 2}
+
+
+def test_clients_on_real_time_do_not_move_the_clock() -> None:
+    from hubspot_oauth.client.retry import RetryPolicy
+
+    with local_hubspot() as hubspot:
+        client = hubspot.oauth_client(follow_clock=False,
+                                      retry=RetryPolicy(backoff=0.01, jitter=False))
+        token = client.exchange_code(hubspot.authorize())
+        hubspot.fail_next("token", "server_error")
+        assert client.refresh(token.refresh_token).access_token
+        assert hubspot.server.clock.offset() == 0
+
+
+def test_seed_file_option(tmp_path: Path) -> None:
+    seed = tmp_path / "seed.toml"
+    seed.write_text(
+        '[[apps]]\nname = "Seeded"\nclient_id = "seeded-app"\nclient_secret = "seeded-secret"\n'
+        'redirect_urls = ["http://localhost:3000/oauth-callback"]\n'
+        'scopes = ["crm.objects.contacts.read"]\n'
+        '[[portals]]\nhub_id = 42\nhub_domain = "tiny.example.com"\ncontacts = 2\n'
+        '[[users]]\nemail = "owner@tiny.example.com"\npassword = "pw"\n'
+        'roles = { 42 = "super_admin" }\n'
+    )
+    with local_hubspot(seed_file=seed, optional_scopes=[]) as hubspot:
+        token = hubspot.connect(user="owner@tiny.example.com", portal=42)
+        assert token.hub_id == 42
+        with hubspot.http_client(headers={"Authorization": f"Bearer {token.access_token}"}) as api:
+            assert len(api.get("/crm/v3/objects/contacts").json()["results"]) == 2
+    # The default seed is still what a plain instance gets.
+    with local_hubspot() as hubspot:
+        assert hubspot.connect().hub_id == 1234567

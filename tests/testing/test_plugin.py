@@ -289,6 +289,11 @@ REQUESTS_AND_SDK = src(
                               headers={"Authorization": f"Bearer {token.access_token}"},
                               timeout=10)
         assert answer.status_code == 200
+        # The control API on the socket drives the same clock as the fixture.
+        moved = requests.post(f"{hubspot_server.base_url}/_emulator/clock",
+                              json={"advance": 3600}, timeout=10)
+        assert moved.status_code == 200
+        assert hubspot.server.clock.offset() >= 3600
     '''
 )
 

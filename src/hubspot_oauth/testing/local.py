@@ -116,7 +116,10 @@ def _copy_sqlite(source: Path, target: Path) -> None:
 def _template_for(settings: Any, create_app: Any) -> Path:
     """A migrated and seeded SQLite file for these seed-relevant settings, built once."""
     global _template_root
-    key = (str(settings.seed_file) if settings.seed_file else None, settings.hublet)
+    seed = Path(settings.seed_file) if settings.seed_file else None
+    # An edited seed file gets a new template.
+    key = (str(seed), seed.stat().st_mtime_ns if seed and seed.exists() else None,
+           settings.hublet)
     with _templates_lock:
         if key in _templates and _templates[key].exists():
             return _templates[key]
