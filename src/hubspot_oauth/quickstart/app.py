@@ -470,6 +470,10 @@ def _read_contacts(deps: _Deps, key: str) -> dict[str, Any]:
         return {"error": _contacts_error(exc)}
     except httpx.HTTPError as exc:
         return {"error": f"HubSpot could not be reached ({type(exc).__name__})."}
+    if response.status_code == 401:
+        return {"error": "HubSpot no longer accepts this connection's access token (was the "
+                "app uninstalled?). Try \"Refresh now\"; if that fails, disconnect and "
+                "install again."}
     if response.status_code != 200:
         try:
             body = response.json()
