@@ -612,3 +612,28 @@ async def test_auto_approve_as_user_without_role(sqlite_url: str) -> None:
         assert response.status_code == 403
         assert "location" not in response.headers
         assert parse_page(response.text).error_kind == "no_permission"
+
+
+# --- escaping -----------------------------------------------------------------------------
+
+
+async def test_user_controlled_text_is_escaped(app, browser: Browser) -> None:  # noqa: ANN001
+    mismatch = await browser.get(
+        authorize_path(redirect_uri="https://x.example/<script>x()</script>")
+    )
+    assert mismatch.status_code == 400
+    assert "<script>" not in mismatch.text
+    assert "&lt;script&gt;" in mismatch.text
+    app.state.hubspot.create_app_registration(
+        name="<b>Evil</b> App",
+        description="<img src=x onerror=alert(1)>",
+        redirect_urls=[REDIRECT_URI],
+        scopes=["crm.objects.contacts.read"],
+        optional_scopes=[],
+    )
+    path = authorize_path(
+        account_id=1234567, client_id=_client_id_of(app, "<b>Evil</b> App"), optional_scope=None
+    )
+    consent = await browser.login(await browser.get(path))
+    assert "<b>Evil</b>" not in consent.text and "<img" not in consent.text
+    assert parse_page(consent.text).h1 == "Connect <b>Evil</b> App to Acme"
