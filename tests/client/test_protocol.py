@@ -459,6 +459,23 @@ def test_5xx_json_and_empty_bodies_are_server_errors(status):
     assert type(error(status, b"")) is ServerError
 
 
+def test_try_later_4xx_statuses_are_retryable():
+    """Reference §7.5: 423 (locked, wait at least 2 s) and 477 (account migrating data
+    centres, with Retry-After) ask for a later try, as does 408."""
+    locked = error(423, {"status": "error", "message": "locked"}, operation="api")
+    assert isinstance(locked, ServerError) and locked.retry_after == 2.0
+    moving = error(477, b"", operation="api", headers={"Retry-After": "60"})
+    assert isinstance(moving, RetryableError) and moving.retry_after == 60.0
+    assert isinstance(error(408, b"timeout"), RetryableError)
+
+
+def test_a_plain_4xx_page_is_a_bad_request_with_an_excerpt():
+    """A 404 HTML page (a wrong base URL) will not pass by retrying."""
+    exc = error(404, b"<html><body>Not Found</body></html>")
+    assert type(exc) is BadRequestError and exc.status_code == 404
+    assert exc.body_excerpt == "<html><body>Not Found</body></html>"
+
+
 def test_is_expired_authentication():
     assert protocol.is_expired_authentication(401, body({"category": "EXPIRED_AUTHENTICATION"}))
     assert not protocol.is_expired_authentication(401, body({"category": "INVALID_AUTHENTICATION"}))

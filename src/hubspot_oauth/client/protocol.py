@@ -555,6 +555,10 @@ _RFC_ERRORS: dict[str, type[HubSpotAPIError]] = {
     "unsupported_token_type": BadRequestError,
 }
 
+# 4xx statuses that mean "try again later" (reference §7.5): request timeout, 423 locked
+# (wait at least 2 s), 477 account migrating between data centres (with Retry-After).
+_LATER = {408: None, 423: 2.0, 477: None}
+
 _GENERIC_MESSAGES = {
     401: "HubSpot rejected the credentials",
     403: "HubSpot refused the request",
@@ -579,10 +583,12 @@ def error_from_response(
     (`ReauthorizationRequiredError`, its message says why, e.g. "not issued to this
     client", case C3); on a code exchange it means a bad, used or expired code
     (`InvalidAuthorizationCodeError`). Then: 429 → `RateLimitError` with `retry_after`
-    seconds from ``Retry-After`` (seconds or an HTTP date); 5xx, or any body that is not a
-    JSON object (an HTML outage page, case C11) → `ServerError` with the status and a
-    ≤200-character excerpt; 401 ``EXPIRED_AUTHENTICATION`` → `ExpiredAuthenticationError`,
-    other 401 → `AuthenticationError` (`InvalidClientError` on token endpoints); 403
+    seconds from ``Retry-After`` (seconds or an HTTP date); 5xx, 408, 423, 477, or a body
+    that is not a JSON object (an HTML outage page, case C11) → `ServerError` (retryable)
+    with the status and a ≤200-character excerpt, except a non-JSON 4xx page (a wrong base
+    URL's 404), which is a `BadRequestError` with the same excerpt; 401
+    ``EXPIRED_AUTHENTICATION`` → `ExpiredAuthenticationError`, other 401 →
+    `AuthenticationError` (`InvalidClientError` on token endpoints); 403
     ``MISSING_SCOPES`` → `MissingScopesError` (``.required_scopes``, case C12); other 4xx
     → `BadRequestError`. Every value in `secrets` (and anything shaped like a HubSpot
     token) is removed from messages and excerpts. Never raises.
@@ -606,6 +612,8 @@ def _error_from_response(
 ) -> HubSpotAPIError:
     status_code = _status(status_code)
     retry_after = parse_retry_after(_header(headers, "retry-after"), now=now)
+    if retry_after is None:
+        retry_after = _LATER.get(status_code)
     correlation_id = _header(headers, "x-hubspot-correlation-id")
     payload = _json_object(body)
     if payload is None:
@@ -619,7 +627,13 @@ def _error_from_response(
                 retry_after=retry_after,
             )
         what = "an empty body" if not excerpt else "a body that is not JSON"
-        return ServerError(
+        # A plain 4xx page (a wrong base URL's 404, a proxy's 403) is not "try later".
+        cls = (
+            BadRequestError
+            if 400 <= status_code < 500 and status_code not in _LATER
+            else ServerError
+        )
+        return cls(
             f"HubSpot (or a proxy in front of it) answered HTTP {status_code} with {what}"
             + (f": {excerpt!r}" if excerpt else ""),
             status_code=status_code,
@@ -676,7 +690,7 @@ def _classify(
     lower_error = (error or "").lower()
     if status_code == 429 or upper_category == "RATE_LIMITS":
         return RateLimitError
-    if status_code >= 500:
+    if status_code >= 500 or status_code in _LATER:
         return ServerError
     if upper_category == "EXPIRED_AUTHENTICATION":
         return ExpiredAuthenticationError
