@@ -1,0 +1,154 @@
+"""`create_app(settings)`: the local HubSpot as a Starlette app (DESIGN §4).
+
+One app serves what ``app.hubspot.com`` serves (the authorize pages, from authorize.py)
+and what ``api.hubapi.com`` serves (token endpoints, metadata, the sample API), plus the
+control API under ``/_emulator`` when it is on. Every answer carries
+``X-HubSpot-Correlation-Id``; every error is HubSpot's JSON error shape: 404/405 from
+routing, 413 for big bodies, 503 when the database fails, and 500 only as a last resort.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import uuid
+from pathlib import Path
+
+from sqlalchemy import exc as sa_exc
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from . import api, control, metadata, token
+from .hubspot import LocalHubSpot
+from .settings import ServerSettings
+from .wire import CORRELATION_HEADER, HubSpotHTTPError, error_response, json_response
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("hubspot_oauth.server")
+OPENAPI = Path(__file__).resolve().parent / "openapi.json"
+
+
+class HubSpotMiddleware:
+    """Outermost layer: a correlation id for every request (scope key
+    ``hubspot.correlation_id``, echoed in the header), and HubSpot-shaped 503/500 answers
+    for exceptions nothing else handled (logged without request data)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        cid = scope.setdefault("hubspot.correlation_id", str(uuid.uuid4()))
+        header = (CORRELATION_HEADER.lower().encode(), cid.encode())
+        started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                headers = list(message.get("headers", []))
+                if not any(k.lower() == header[0] for k, _ in headers):
+                    headers.append(header)
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception as exc:  # noqa: BLE001 - the last line of defence: never a traceback
+            if started:
+                raise
+            if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError
+                          | sa_exc.TimeoutError | sa_exc.DBAPIError):
+                log.error("database unavailable (%s) [correlation id %s]",
+                          type(getattr(exc, "orig", exc)).__name__, cid)
+                error = HubSpotHTTPError(
+                    503, "SERVICE_UNAVAILABLE",
+                    "The local HubSpot's database is unavailable (locked, read-only or "
+                    "unreachable); try again later.", headers={"Retry-After": "1"})
+            else:
+                log.exception("internal error [correlation id %s]", cid)
+                error = HubSpotHTTPError(500, "INTERNAL_ERROR",
+                                         "internal error; the server log has the details "
+                                         f"under correlation id {cid}")
+            body = json.dumps(error.body(cid)).encode()
+            await send_with_id({"type": "http.response.start", "status": error.status_code,
+                                "headers": [(b"content-type", b"application/json;charset=utf-8"),
+                                            (b"content-length", str(len(body)).encode()),
+                                            *[(k.lower().encode(), v.encode())
+                                              for k, v in error.headers.items()]]})
+            await send_with_id({"type": "http.response.body", "body": body})
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        error = HubSpotHTTPError(
+            405, "VALIDATION_ERROR",
+            f"HTTP method {request.method} is not allowed on {request.url.path}",
+            headers=dict(exc.headers or {}))
+    elif exc.status_code == 404:
+        error = HubSpotHTTPError(404, "OBJECT_NOT_FOUND",
+                                 f"Resource not found: {request.url.path[:200]}")
+    else:
+        error = HubSpotHTTPError(exc.status_code, "VALIDATION_ERROR", str(exc.detail),
+                                 headers=dict(exc.headers or {}))
+    return error_response(request, error)
+
+
+async def _hubspot_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HubSpotHTTPError)
+    return error_response(request, exc)
+
+
+async def _openapi(request: Request) -> Response:
+    return Response(OPENAPI.read_bytes(), media_type="application/json",
+                    headers={"Cache-Control": "no-cache"})
+
+
+async def _index(request: Request) -> Response:
+    hubspot: LocalHubSpot = request.app.state.hubspot
+    return json_response(request, {
+        "name": "local HubSpot (hubspot-oauth)",
+        "authorize": "/oauth/authorize",
+        "token": [f"/oauth/{v}/token" for v in token.TOKEN_VERSIONS],
+        "control_api": hubspot.settings.control_api_enabled,
+        "openapi": "/openapi.json",
+    })
+
+
+def create_app(settings: ServerSettings | None = None) -> Starlette:
+    """The local HubSpot for `settings`; ``app.state.hubspot`` is its `LocalHubSpot`.
+
+    Creates and seeds the database when empty; raises `DatabaseSchemaError` when its
+    schema is behind, `SeedError` for a bad seed file, `ConfigurationError` for bad
+    settings.
+    """
+    settings = settings or ServerSettings()
+    hubspot = LocalHubSpot(settings)
+    routes: list = [Route("/", _index, methods=["GET"]),
+                    Route("/openapi.json", _openapi, methods=["GET"])]
+    if importlib.util.find_spec(f"{__package__}.authorize") is not None:
+        from . import authorize
+
+        routes.extend(authorize.routes)
+    routes.extend(token.routes)
+    routes.extend(metadata.routes)
+    routes.extend(api.routes)
+    if settings.control_api_enabled:
+        routes.extend(control.routes)
+    app = Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: _http_error, HubSpotHTTPError: _hubspot_error},
+    )
+    app.add_middleware(HubSpotMiddleware)
+    app.state.hubspot = hubspot
+    app.state.settings = settings
+    return app

@@ -1,0 +1,171 @@
+"""The control API for tests (DESIGN §4), JSON in and out, under ``/_emulator``:
+
+| call | body → answer |
+|---|---|
+| GET ``/_emulator/clock`` | → ``{"now": ISO 8601, "offset_seconds": n}`` |
+| POST ``/_emulator/clock`` | ``{"advance": s}`` / ``{"now": ISO}`` / ``{"reset": true}`` → same |
+| GET ``/_emulator/faults`` | → ``{"faults": [queued …]}`` |
+| POST ``/_emulator/faults`` | ``{"endpoint", "fault", "times": 1, "delay_ms": 0}`` → 201 entry |
+| DELETE ``/_emulator/faults`` | → ``{"faults": []}`` |
+| GET ``/_emulator/stats`` | → counts by endpoint, grant type and outcome |
+| GET ``/_emulator/installs`` | → ``{"installs": […]}`` |
+| POST ``/_emulator/installs/{app_id}/{hub_id}/uninstall`` | → ``{"uninstalled": true}`` |
+| POST ``/_emulator/reset`` | → ``{"reset": true, "now": ISO}`` |
+
+Served only when `ServerSettings.control_api_enabled` (loopback by default). With an
+`admin_token`, every call needs ``Authorization: Bearer <admin token>``. POSTs need
+``Content-Type: application/json`` (even with an empty ``{}`` body), so a web page in the
+user's browser cannot send them as a simple cross-site request.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ..errors import ConfigurationError
+from .wire import HubSpotHTTPError, bad_request, json_response, read_body
+
+__all__ = ["routes"]
+
+MAX_CONTROL_BODY = 16 * 1024
+
+
+def _authorize(request: Request) -> None:
+    token = request.app.state.hubspot.settings.admin_token
+    if token is None:
+        return
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(),
+                                                             token.encode()):
+        raise HubSpotHTTPError(401, "INVALID_AUTHENTICATION",
+                               "the control API needs Authorization: Bearer <admin token>",
+                               headers={"WWW-Authenticate": 'Bearer realm="local HubSpot '
+                                        'control API"'})
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != "application/json":
+        raise HubSpotHTTPError(415, "VALIDATION_ERROR",
+                               "the control API takes Content-Type: application/json "
+                               "(send {} for no options)")
+    raw = await read_body(request, MAX_CONTROL_BODY)
+    if not raw.strip():
+        return {}
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise bad_request("the body is not valid UTF-8 JSON") from None
+    if not isinstance(data, dict):
+        raise bad_request("the body must be a JSON object")
+    return data
+
+
+def _clock_answer(hubspot: Any) -> dict[str, Any]:
+    offset = hubspot.clock.offset()
+    now = datetime.fromtimestamp(datetime.now(UTC).timestamp() + offset, UTC)
+    return {"now": now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "offset_seconds": round(offset, 3)}
+
+
+async def clock(request: Request) -> Response:
+    _authorize(request)
+    hubspot = request.app.state.hubspot
+    if request.method == "POST":
+        data = await _json_body(request)
+        known = {"advance", "now", "reset"}
+        if len(set(data) & known) != 1 or set(data) - known:
+            raise bad_request('send exactly one of {"advance": seconds}, {"now": "ISO 8601"}, '
+                              '{"reset": true}')
+        try:
+            if "advance" in data:
+                await run_in_threadpool(hubspot.clock.advance, data["advance"])
+            elif "now" in data:
+                value = data["now"]
+                if not isinstance(value, str):
+                    raise ValueError("now must be an ISO 8601 string")
+                when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+                await run_in_threadpool(hubspot.clock.set, when)
+            elif data["reset"] is True:
+                await run_in_threadpool(hubspot.clock.reset)
+            else:
+                raise ValueError("reset must be true")
+        except (ValueError, OverflowError, OSError) as exc:
+            raise bad_request(f"bad clock request: {exc}") from None
+    return json_response(request, await run_in_threadpool(_clock_answer, hubspot))
+
+
+async def faults(request: Request) -> Response:
+    _authorize(request)
+    hubspot = request.app.state.hubspot
+    if request.method == "POST":
+        data = await _json_body(request)
+        extra = set(data) - {"endpoint", "fault", "times", "delay_ms"}
+        if extra:
+            raise bad_request(f"unknown field '{sorted(extra)[0]}'")
+        try:
+            entry = await run_in_threadpool(
+                lambda: hubspot.faults.add(endpoint=data.get("endpoint"),
+                                           fault=data.get("fault"),
+                                           times=data.get("times", 1),
+                                           delay_ms=data.get("delay_ms", 0)))
+        except ConfigurationError as exc:
+            raise bad_request(str(exc)) from None
+        return json_response(request, entry, 201)
+    if request.method == "DELETE":
+        await run_in_threadpool(hubspot.faults.clear)
+    return json_response(request, {"faults": await run_in_threadpool(hubspot.faults.pending)})
+
+
+async def stats(request: Request) -> Response:
+    _authorize(request)
+    return json_response(request, await run_in_threadpool(request.app.state.hubspot.stats))
+
+
+async def installs(request: Request) -> Response:
+    _authorize(request)
+    found = await run_in_threadpool(request.app.state.hubspot.installs)
+    return json_response(request, {"installs": found})
+
+
+async def uninstall(request: Request) -> Response:
+    _authorize(request)
+    await _json_body(request)
+    ids = []
+    for name in ("app_id", "hub_id"):
+        raw = request.path_params[name]
+        if not raw.isascii() or not raw.isdigit() or len(raw) > 12:
+            raise bad_request(f"{name} must be a number, got '{raw[:40]}'")
+        ids.append(int(raw))
+    done = await run_in_threadpool(request.app.state.hubspot.uninstall, ids[0], ids[1])
+    if not done:
+        raise HubSpotHTTPError(404, "OBJECT_NOT_FOUND",
+                               f"app {ids[0]} is not installed in portal {ids[1]}")
+    return json_response(request, {"uninstalled": True})
+
+
+async def reset(request: Request) -> Response:
+    _authorize(request)
+    await _json_body(request)
+    hubspot = request.app.state.hubspot
+    await run_in_threadpool(hubspot.reset)
+    return json_response(request, {"reset": True, **await run_in_threadpool(_clock_answer,
+                                                                            hubspot)})
+
+
+routes = [
+    Route("/_emulator/clock", clock, methods=["GET", "POST"]),
+    Route("/_emulator/faults", faults, methods=["GET", "POST", "DELETE"]),
+    Route("/_emulator/stats", stats, methods=["GET"]),
+    Route("/_emulator/installs", installs, methods=["GET"]),
+    Route("/_emulator/installs/{app_id}/{hub_id}/uninstall", uninstall, methods=["POST"]),
+    Route("/_emulator/reset", reset, methods=["POST"]),
+]

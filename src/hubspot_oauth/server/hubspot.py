@@ -1,0 +1,988 @@
+"""`LocalHubSpot`: the domain of the local HubSpot (apps, portals, users, installs, codes,
+tokens, the clock, faults, stats), with no HTTP in it.
+
+Grant rules and their sources:
+* codes are single use, enforced by a conditional ``UPDATE … WHERE consumed_at IS NULL``
+  (atomic across processes); a replayed code revokes every token it produced
+  (RFC 6749 §4.1.2, §10.5);
+* `redirect_uri` at the token step must equal the authorize request's (RFC 6749 §4.1.3);
+* PKCE S256/plain (RFC 7636 §4.6); a verifier for a code without challenge is refused
+  (RFC 9700 §4.8, setting `reject_unbound_code_verifier`);
+* refresh tokens are bound to their client (RFC 6749 §10.4; HubSpot's "refresh token was
+  not issued to this client"); rotation is a setting (reference §4.5: HubSpot returns the
+  same refresh token; RFC 9700 §4.14.2 for `strict`);
+* codes, tokens and client secrets are stored only as digests, passwords as argon2 hashes.
+
+Errors of the token endpoints are `wire.OAuthError`s (HubSpot's `status` + RFC `error`).
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import hmac
+import json
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from ..errors import ConfigurationError
+from ..scopes import ALWAYS_GRANTED, split_scopes
+from ..tokens import (
+    looks_like_access_token,
+    new_access_token,
+    new_authorization_code,
+    new_refresh_token,
+)
+from . import install as rules
+from .clock import Clock
+from .faults import Faults
+from .models import (
+    access_tokens,
+    apps,
+    authorization_codes,
+    contacts,
+    emulator_state,
+    faults,
+    installs,
+    portal_users,
+    portals,
+    rate_windows,
+    refresh_tokens,
+    stats,
+    users,
+)
+from .ratelimit import RateWindow, count_call, hit
+from .seed import Seed, default_seed, load_seed, sample_contacts
+from .settings import ServerSettings
+from .storage import check_schema, current_revision, make_engine, read, upgrade, write
+from .wire import OAuthError
+
+__all__ = ["AppRecord", "LocalHubSpot", "TokenGrant", "UserRecord", "token_digest"]
+
+INSTALL_ROLES = ("super_admin", "marketplace")
+
+
+def token_digest(value: str) -> str:
+    """SHA-256 hex of a code or token: what the database stores and looks up."""
+    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _secret_digest(salt: str, secret: str) -> str:
+    return hmac.new(salt.encode("ascii"), secret.encode("utf-8", "surrogatepass"),
+                    hashlib.sha256).hexdigest()
+
+
+_hasher_lock = threading.Lock()
+_hasher: Any = None
+
+
+def _password_hasher() -> Any:
+    # argon2id with OWASP's minimum (19 MiB, t=2): a local emulator, not a bank.
+    global _hasher
+    with _hasher_lock:
+        if _hasher is None:
+            from argon2 import PasswordHasher
+
+            _hasher = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
+        return _hasher
+
+
+_DUMMY_HASH: str | None = None
+
+
+def hash_password(password: str) -> str:
+    """An argon2id hash of `password`."""
+    return _password_hasher().hash(password)
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    """Check `password` against an argon2 hash; with no hash, burn the same time and fail
+    (an unknown e-mail must not answer faster than a wrong password)."""
+    global _DUMMY_HASH
+    from argon2.exceptions import InvalidHashError, VerificationError
+
+    hasher = _password_hasher()
+    if password_hash is None:
+        if _DUMMY_HASH is None:
+            _DUMMY_HASH = hasher.hash(secrets.token_urlsafe(12))
+        password_hash = _DUMMY_HASH
+        password = password + "\x00unknown"
+    try:
+        return hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AppRecord:
+    """A registered app (client). The client secret is only held as a salted digest."""
+
+    app_id: int
+    name: str
+    description: str
+    client_id: str
+    secret_salt: str = dataclasses.field(repr=False)
+    secret_digest: str = dataclasses.field(repr=False)
+    redirect_urls: tuple[str, ...]
+    scopes: tuple[str, ...]
+    optional_scopes: tuple[str, ...]
+
+    def secret_matches(self, secret: str) -> bool:
+        """Constant-time check of a client secret (RFC 6749 §10.1)."""
+        return hmac.compare_digest(_secret_digest(self.secret_salt, secret),
+                                   self.secret_digest)
+
+    def registration(self) -> rules.AppRegistration:
+        """The view install.py's rules take."""
+        return rules.AppRegistration(
+            client_id=self.client_id, name=self.name, redirect_urls=self.redirect_urls,
+            scopes=self.scopes, optional_scopes=self.optional_scopes,
+            description=self.description, app_id=self.app_id)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UserRecord:
+    user_id: int
+    email: str
+    first_name: str = ""
+    last_name: str = ""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TokenGrant:
+    """What a valid access token grants: its app, portal, user and scopes; `expires_at`
+    epoch seconds (UTC)."""
+
+    app_id: int
+    hub_id: int
+    user_id: int
+    scopes: tuple[str, ...]
+    expires_at: float
+
+
+def _bad_client_id(client_id: str) -> OAuthError:
+    return OAuthError("invalid_client", "BAD_CLIENT_ID",
+                      f"missing or unknown client_id: no app has client_id '{client_id[:100]}'")
+
+
+_BAD_SECRET = OAuthError("invalid_client", "BAD_CLIENT_SECRET",
+                         "invalid client_secret for this client_id")
+
+
+def _bad_refresh(message: str = "missing or invalid refresh token") -> OAuthError:
+    return OAuthError("invalid_grant", "BAD_REFRESH_TOKEN", message)
+
+
+class LocalHubSpot:
+    """The local HubSpot's domain. See docs/internals.md for the interface.
+
+    **Attributes:** `settings`, `engine`, `clock` (`Clock`), `faults` (`Faults`), `seed`.
+    Construction upgrades an empty database, refuses one whose schema is behind
+    (`DatabaseSchemaError`), and seeds an unseeded one. Raises `SeedError` for a bad seed.
+    """
+
+    def __init__(self, settings: ServerSettings, *, engine: Engine | None = None) -> None:
+        self.settings = settings
+        self.seed: Seed = load_seed(settings.seed_file) if settings.seed_file else default_seed()
+        self.engine = engine or make_engine(settings.resolved_database_url)
+        if current_revision(self.engine) is None:
+            upgrade(self.engine)
+        check_schema(self.engine)
+        self.clock = Clock(self.engine)
+        self.faults = Faults(self.engine)
+        self._apps_lock = threading.Lock()
+        self._apps_generation = -1
+        self._apps_by_client: dict[str, AppRecord] = {}
+        self._apps_by_id: dict[int, AppRecord] = {}
+        self._ensure_seeded()
+
+    # -- seed, reset ---------------------------------------------------------------------
+
+    def _ensure_seeded(self) -> None:
+        with write(self.engine) as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(7301202612)"))
+            if conn.execute(sa.select(emulator_state.c.id)).first() is not None:
+                return
+            conn.execute(sa.insert(emulator_state).values(id=1, clock_offset=0.0, generation=0))
+            self._apply_seed(conn)
+
+    def _apply_seed(self, conn: Connection) -> None:
+        seed = self.seed
+        now = time.time()
+        password_hashes: dict[str, str] = {}
+        for app in seed.apps:
+            salt = secrets.token_hex(16)
+            conn.execute(sa.insert(apps).values(
+                app_id=app.app_id, name=app.name, description=app.description,
+                client_id=app.client_id, client_secret_salt=salt,
+                client_secret_digest=_secret_digest(salt, app.client_secret),
+                redirect_urls=list(app.redirect_urls), scopes=list(app.scopes),
+                optional_scopes=list(app.optional_scopes)))
+        for portal in seed.portals:
+            conn.execute(sa.insert(portals).values(
+                hub_id=portal.hub_id, hub_domain=portal.hub_domain, hublet=portal.hublet,
+                name=portal.name,
+                available_scopes=None if portal.available_scopes is None
+                else list(portal.available_scopes),
+                missing_scopes=list(portal.missing_scopes)))
+            rows = [{"hub_id": portal.hub_id, "properties": props, "created_at": now,
+                     "updated_at": now} for props in sample_contacts(portal)]
+            if rows:
+                conn.execute(sa.insert(contacts), rows)
+        for user in seed.users:
+            key = hashlib.sha256(user.password.encode()).hexdigest()
+            if key not in password_hashes:
+                password_hashes[key] = hash_password(user.password)
+            conn.execute(sa.insert(users).values(
+                user_id=user.user_id, email=user.email.lower(),
+                password_hash=password_hashes[key], first_name=user.first_name,
+                last_name=user.last_name))
+            for hub_id, role in user.roles.items():
+                conn.execute(sa.insert(portal_users).values(hub_id=hub_id,
+                                                            user_id=user.user_id, role=role))
+        extra = [{"hub_id": c.hub_id, "properties": c.properties, "created_at": now,
+                  "updated_at": now} for c in seed.contacts]
+        if extra:
+            conn.execute(sa.insert(contacts), extra)
+        self._bump_generation(conn)
+
+    def reset(self) -> None:
+        """Back to the seed: every app, install, code and token gone, clock at real time,
+        stats at zero, fault queue empty."""
+        with write(self.engine) as conn:
+            for table in (access_tokens, refresh_tokens, authorization_codes, installs,
+                          contacts, portal_users, users, portals, apps, faults, stats,
+                          rate_windows):
+                conn.execute(sa.delete(table))
+            conn.execute(sa.update(emulator_state).where(emulator_state.c.id == 1)
+                         .values(clock_offset=0.0))
+            self._apply_seed(conn)
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self.engine.dispose()
+
+    # -- apps ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _bump_generation(conn: Connection) -> None:
+        conn.execute(sa.update(emulator_state).where(emulator_state.c.id == 1)
+                     .values(generation=emulator_state.c.generation + 1))
+
+    def _state(self, conn: Connection) -> float:
+        """Read the shared state row once per operation: returns emulator now (epoch s) and
+        refreshes the app cache when another process changed the apps."""
+        row = conn.execute(sa.select(emulator_state.c.clock_offset, emulator_state.c.generation)
+                           .where(emulator_state.c.id == 1)).one()
+        if row.generation != self._apps_generation:
+            self._load_apps(conn, row.generation)
+        return time.time() + row.clock_offset
+
+    def _load_apps(self, conn: Connection, generation: int) -> None:
+        rows = conn.execute(sa.select(apps)).all()
+        by_client = {}
+        by_id = {}
+        for r in rows:
+            record = AppRecord(
+                app_id=r.app_id, name=r.name, description=r.description or "",
+                client_id=r.client_id, secret_salt=r.client_secret_salt,
+                secret_digest=r.client_secret_digest,
+                redirect_urls=tuple(r.redirect_urls), scopes=tuple(r.scopes),
+                optional_scopes=tuple(r.optional_scopes))
+            by_client[r.client_id] = record
+            by_id[r.app_id] = record
+        with self._apps_lock:
+            self._apps_by_client = by_client
+            self._apps_by_id = by_id
+            self._apps_generation = generation
+
+    def app(self, client_id: str) -> AppRecord | None:
+        """The app with `client_id`, or None."""
+        with read(self.engine) as conn:
+            self._state(conn)
+        return self._apps_by_client.get(client_id)
+
+    def app_by_id(self, app_id: int) -> AppRecord | None:
+        """The app with `app_id`, or None."""
+        with read(self.engine) as conn:
+            self._state(conn)
+        return self._apps_by_id.get(app_id)
+
+    def app_registration(self, client_id: str | None) -> rules.AppRegistration | None:
+        """install.py's view of the app with `client_id`, or None when unknown."""
+        record = self.app(client_id) if client_id else None
+        return record.registration() if record else None
+
+    def list_apps(self) -> list[AppRecord]:
+        """Every registered app, by app_id."""
+        with read(self.engine) as conn:
+            self._state(conn)
+        return sorted(self._apps_by_id.values(), key=lambda a: a.app_id)
+
+    def create_app_registration(
+        self,
+        *,
+        name: str,
+        redirect_urls: Sequence[str],
+        scopes: Sequence[str] | str,
+        optional_scopes: Sequence[str] | str = (),
+        description: str = "",
+    ) -> tuple[int, str, str]:
+        """Register a new app; returns ``(app_id, client_id, client_secret)`` (the secret
+        is returned once, stored only as a digest). Raises `ConfigurationError` for no or
+        disallowed redirect URLs (https, or http only on localhost; reference §2.4)."""
+        urls = [u for u in redirect_urls if u]
+        if not urls:
+            raise ConfigurationError("an app needs at least one redirect URL")
+        for url in urls:
+            try:
+                rules.validate_redirect_url(url)
+            except rules.InstallError as exc:
+                raise ConfigurationError(exc.message) from None
+        required = list(split_scopes(scopes))
+        optional = [s for s in split_scopes(optional_scopes) if s not in required]
+        client_id = str(uuid.uuid4())
+        client_secret = str(uuid.uuid4())
+        salt = secrets.token_hex(16)
+        with write(self.engine) as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(sa.text("LOCK TABLE apps IN EXCLUSIVE MODE"))
+            app_id = (conn.execute(sa.select(sa.func.max(apps.c.app_id))).scalar() or 0) + 1
+            conn.execute(sa.insert(apps).values(
+                app_id=app_id, name=name, description=description, client_id=client_id,
+                client_secret_salt=salt, client_secret_digest=_secret_digest(salt, client_secret),
+                redirect_urls=urls, scopes=required, optional_scopes=optional))
+            self._bump_generation(conn)
+        return app_id, client_id, client_secret
+
+    # -- users, portals ------------------------------------------------------------------
+
+    def authenticate_user(self, email: str, password: str) -> UserRecord | None:
+        """The user whose e-mail and password these are, or None (argon2; the same work
+        for an unknown e-mail as for a wrong password)."""
+        with read(self.engine) as conn:
+            row = conn.execute(sa.select(users).where(users.c.email == email.strip().lower())
+                               ).first()
+        if not verify_password(row.password_hash if row else None, password) or row is None:
+            return None
+        return UserRecord(row.user_id, row.email, row.first_name, row.last_name)
+
+    def user(self, email: str) -> UserRecord | None:
+        """The user with `email` (case-insensitive), or None."""
+        with read(self.engine) as conn:
+            row = conn.execute(sa.select(users).where(users.c.email == email.strip().lower())
+                               ).first()
+        return UserRecord(row.user_id, row.email, row.first_name, row.last_name) if row else None
+
+    def portals_for(self, email: str) -> list[rules.PortalAccess]:
+        """The portals the user belongs to, as install.py's `PortalAccess`, by hub_id."""
+        with read(self.engine) as conn:
+            rows = conn.execute(
+                sa.select(portals, portal_users.c.role)
+                .join(portal_users, portal_users.c.hub_id == portals.c.hub_id)
+                .join(users, users.c.user_id == portal_users.c.user_id)
+                .where(users.c.email == email.strip().lower())
+                .order_by(portals.c.hub_id)).all()
+        return [_portal_access(r) for r in rows]
+
+    def portal_access(self, email: str, hub_id: int) -> rules.PortalAccess | None:
+        """`hub_id` as the user sees it, or None when the user is not in that portal."""
+        for portal in self.portals_for(email):
+            if portal.hub_id == hub_id:
+                return portal
+        return None
+
+    # -- authorization codes ----------------------------------------------------------------
+
+    def issue_code(
+        self,
+        *,
+        client_id: str,
+        redirect_uri: str,
+        user_email: str,
+        hub_id: int | None = None,
+        scopes: Iterable[str] | str | None = None,
+        optional_scopes: Iterable[str] | str = (),
+        code_challenge: str | None = None,
+        code_challenge_method: str | None = None,
+    ) -> str:
+        """Approve an authorize request as `user_email` with no pages, as the consent page
+        would; returns the code. `hub_id` None: the user's first portal where they may
+        install. Runs install.py's checks (client, redirect URI, scopes, PKCE, portal
+        products, the user's role); raises `InstallError` like the pages show it."""
+        registration = self.app_registration(client_id)
+        request = rules.AuthorizeRequest(
+            client_id=client_id, redirect_uri=redirect_uri,
+            scopes=None if scopes is None else tuple(split_scopes(scopes)),
+            optional_scopes=tuple(split_scopes(optional_scopes)),
+            code_challenge=code_challenge, code_challenge_method=code_challenge_method,
+            account_id=hub_id)
+        scope_request = rules.check_authorize_request(registration, request)
+        if hub_id is None:
+            candidates = self.portals_for(user_email)
+            portal = next((p for p in candidates if p.may_install),
+                          candidates[0] if candidates else None)
+        else:
+            portal = self.portal_access(user_email, hub_id)
+        grant = rules.check_install(scope_request, portal)
+        user = self.user(user_email)
+        assert user is not None  # check_install refused a user with no portal
+        return self.create_code(
+            client_id=client_id, hub_id=grant.hub_id, user_id=user.user_id,
+            redirect_uri=redirect_uri, scopes=grant.scopes, code_challenge=code_challenge,
+            code_challenge_method=code_challenge_method)
+
+    def create_code(
+        self,
+        *,
+        client_id: str,
+        hub_id: int,
+        user_id: int,
+        redirect_uri: str,
+        scopes: Sequence[str],
+        code_challenge: str | None = None,
+        code_challenge_method: str | None = None,
+    ) -> str:
+        """Store a code for an install the user just granted (after install.py's checks)
+        and record the install; returns the code (stored only as its digest). Expires
+        after `settings.code_ttl` seconds of emulator time. Raises `ConfigurationError`
+        for an unknown client_id."""
+        granted = list(dict.fromkeys([ALWAYS_GRANTED, *scopes]))
+        code = new_authorization_code(self.settings.hublet)
+        method = None
+        if code_challenge is not None:
+            method = code_challenge_method or "plain"  # RFC 7636 §4.3
+        with write(self.engine) as conn:
+            now = self._state(conn)
+            app = self._apps_by_client.get(client_id)
+            if app is None:
+                raise ConfigurationError(f"no app has client_id {client_id!r}")
+            conn.execute(sa.insert(authorization_codes).values(
+                token_digest=token_digest(code), app_id=app.app_id, hub_id=hub_id,
+                user_id=user_id, redirect_uri=redirect_uri, scopes=granted,
+                code_challenge=code_challenge, code_challenge_method=method,
+                created_at=now, expires_at=now + self.settings.code_ttl))
+            self._record_install(conn, app.app_id, hub_id, user_id, granted, now)
+        return code
+
+    @staticmethod
+    def _record_install(conn: Connection, app_id: int, hub_id: int, user_id: int,
+                        scopes: list[str], now: float) -> None:
+        done = conn.execute(sa.update(installs).where(
+            installs.c.app_id == app_id, installs.c.hub_id == hub_id).values(
+            user_id=user_id, scopes=scopes, installed_at=now, uninstalled_at=None)).rowcount
+        if not done:
+            conn.execute(sa.insert(installs).values(
+                app_id=app_id, hub_id=hub_id, user_id=user_id, scopes=scopes,
+                installed_at=now, uninstalled_at=None))
+
+    # -- the token endpoint ---------------------------------------------------------------
+
+    def _client(self, client_id: str, client_secret: str) -> AppRecord:
+        app = self._apps_by_client.get(client_id)
+        if app is None:
+            raise _bad_client_id(client_id)
+        if not app.secret_matches(client_secret):
+            raise _BAD_SECRET
+        return app
+
+    def _run(self, endpoint: str, grant_type: str, body: Any) -> dict:
+        """Run `body(conn, now)` in one write transaction that also counts the call; an
+        `OAuthError` it raises is answered after its writes (e.g. a replay's revocation)
+        are committed, unless it is raised before any write."""
+        failure: OAuthError | None = None
+        with write(self.engine) as conn:
+            now = self._state(conn)
+            try:
+                result = body(conn, now)
+            except OAuthError as exc:
+                failure = exc
+                result = {}
+            count_call(conn, endpoint, grant_type, "error" if failure else "ok")
+        if failure is not None:
+            raise failure
+        return result
+
+    def count(self, endpoint: str, grant_type: str = "", outcome: str = "error") -> None:
+        """Count a call the HTTP layer answered itself (bad input, a fault)."""
+        with write(self.engine) as conn:
+            count_call(conn, endpoint, grant_type, outcome)
+
+    def exchange_code(
+        self,
+        *,
+        client_id: str,
+        client_secret: str,
+        code: str,
+        redirect_uri: str,
+        code_verifier: str | None = None,
+    ) -> dict[str, Any]:
+        """The ``authorization_code`` grant (RFC 6749 §4.1.3). Returns the token payload
+        (reference §4.2, without `token_use`). Raises `OAuthError`: BAD_CLIENT_ID,
+        BAD_CLIENT_SECRET, BAD_AUTH_CODE (unknown, another client's, already used),
+        EXPIRED_AUTH_CODE, BAD_REDIRECT_URI, BAD_CODE_VERIFIER."""
+        digest = token_digest(code)
+
+        def body(conn: Connection, now: float) -> dict[str, Any]:
+            app = self._client(client_id, client_secret)
+            c = authorization_codes
+            row = conn.execute(sa.select(c).where(c.c.token_digest == digest)
+                               .with_for_update()).first()
+            if row is None:
+                raise OAuthError("invalid_grant", "BAD_AUTH_CODE", "missing or unknown auth code")
+            if row.app_id != app.app_id:
+                raise OAuthError("invalid_grant", "BAD_AUTH_CODE",
+                                 "auth code was not issued to this client")
+            if row.consumed_at is not None:
+                self._revoke_family(conn, row.family_id, now, "code_replayed")
+                raise _code_replayed()
+            if now >= row.expires_at:
+                raise OAuthError("invalid_grant", "EXPIRED_AUTH_CODE",
+                                 f"auth code expired {_ago(now - row.expires_at)} ago")
+            if redirect_uri != row.redirect_uri:
+                raise OAuthError("invalid_grant", "BAD_REDIRECT_URI",
+                                 "redirect_uri does not match the redirect_uri used when "
+                                 "initiating the authorization (RFC 6749 §4.1.3)")
+            self._check_verifier(row, code_verifier)
+            family = str(uuid.uuid4())
+            won = conn.execute(sa.update(c).where(c.c.id == row.id, c.c.consumed_at.is_(None))
+                               .values(consumed_at=now, family_id=family)).rowcount
+            if won != 1:
+                # Another request redeemed it between our read and this write.
+                winner = conn.execute(sa.select(c.c.family_id).where(c.c.id == row.id)).scalar()
+                self._revoke_family(conn, winner, now, "code_replayed")
+                raise _code_replayed()
+            scopes = list(row.scopes)
+            refresh = new_refresh_token(self.settings.hublet)
+            rt_id = conn.execute(sa.insert(refresh_tokens).values(
+                token_digest=token_digest(refresh), family_id=family, app_id=app.app_id,
+                hub_id=row.hub_id, user_id=row.user_id, scopes=scopes, created_at=now,
+            ).returning(refresh_tokens.c.id)).scalar_one()
+            access = self._insert_access(conn, family, rt_id, app.app_id, row.hub_id,
+                                         row.user_id, scopes, now)
+            return self._payload(access, refresh, row.hub_id, row.user_id, scopes)
+
+        return self._run("token", "authorization_code", body)
+
+    def _check_verifier(self, row: Any, verifier: str | None) -> None:
+        if row.code_challenge:
+            if not verifier:
+                raise OAuthError("invalid_grant", "BAD_CODE_VERIFIER",
+                                 "code_verifier is required: the authorization request "
+                                 "had a code_challenge (RFC 7636 §4.5)")
+            if not rules.code_challenge_matches(verifier, row.code_challenge,
+                                                row.code_challenge_method):
+                raise OAuthError("invalid_grant", "BAD_CODE_VERIFIER",
+                                 "code_verifier does not match the code_challenge "
+                                 "(RFC 7636 §4.6)")
+        elif verifier and self.settings.reject_unbound_code_verifier:
+            raise OAuthError("invalid_grant", "BAD_CODE_VERIFIER",
+                             "code_verifier was sent but the authorization request had no "
+                             "code_challenge (RFC 9700 §4.8)")
+
+    def _insert_access(self, conn: Connection, family: str, rt_id: int | None, app_id: int,
+                       hub_id: int, user_id: int, scopes: list[str], now: float) -> str:
+        access = new_access_token()
+        conn.execute(sa.insert(access_tokens).values(
+            token_digest=token_digest(access), family_id=family, refresh_token_id=rt_id,
+            app_id=app_id, hub_id=hub_id, user_id=user_id, scopes=scopes, issued_at=now,
+            expires_at=now + self.settings.access_token_ttl))
+        return access
+
+    def _payload(self, access: str, refresh: str, hub_id: int, user_id: int,
+                 scopes: list[str]) -> dict[str, Any]:
+        return {"token_type": "bearer", "refresh_token": refresh, "access_token": access,
+                "expires_in": self.settings.access_token_ttl, "hub_id": hub_id,
+                "user_id": user_id, "scopes": scopes}
+
+    @staticmethod
+    def _revoke_family(conn: Connection, family: str | None, now: float, reason: str) -> None:
+        if not family:
+            return
+        conn.execute(sa.update(refresh_tokens).where(
+            refresh_tokens.c.family_id == family, refresh_tokens.c.revoked_at.is_(None))
+            .values(revoked_at=now, revoked_reason=reason))
+        conn.execute(sa.update(access_tokens).where(
+            access_tokens.c.family_id == family, access_tokens.c.revoked_at.is_(None))
+            .values(revoked_at=now))
+
+    def refresh(self, *, client_id: str, client_secret: str, refresh_token: str
+                ) -> dict[str, Any]:
+        """The ``refresh_token`` grant (RFC 6749 §6). Returns the token payload; the same
+        refresh token unless rotation is on. Raises `OAuthError`: BAD_CLIENT_ID,
+        BAD_CLIENT_SECRET, BAD_REFRESH_TOKEN (unknown, an access token, deleted, revoked,
+        uninstalled, rotated away, or issued to another client)."""
+        rotation = self.settings.refresh_token_rotation
+        digest = token_digest(refresh_token)
+
+        def body(conn: Connection, now: float) -> dict[str, Any]:
+            app = self._client(client_id, client_secret)
+            r = refresh_tokens
+            row = conn.execute(sa.select(r).where(r.c.token_digest == digest)
+                               .with_for_update()).first()
+            if row is None:
+                if looks_like_access_token(refresh_token):
+                    raise _bad_refresh(
+                        "missing or invalid refresh token: the value sent as refresh_token "
+                        "is an access token (it starts with 'C'); send the refresh_token "
+                        "of the token response instead")
+                raise _bad_refresh()
+            if row.app_id != app.app_id:
+                raise _bad_refresh("refresh token was not issued to this client")
+            if row.revoked_at is not None:
+                raise _bad_refresh(_REVOKED_MESSAGES.get(row.revoked_reason or "",
+                                                         _REVOKED_MESSAGES[""]))
+            if row.retired_at is not None:
+                return self._reused(conn, row, now, rotation)
+            scopes = list(row.scopes)
+            new_refresh = refresh_token
+            rt_id = row.id
+            if rotation != "off":
+                won = conn.execute(sa.update(r).where(
+                    r.c.id == row.id, r.c.retired_at.is_(None), r.c.revoked_at.is_(None))
+                    .values(retired_at=now)).rowcount
+                if won != 1:
+                    return self._reused(conn, row, now, rotation)
+                new_refresh = new_refresh_token(self.settings.hublet)
+                rt_id = conn.execute(sa.insert(r).values(
+                    token_digest=token_digest(new_refresh), family_id=row.family_id,
+                    app_id=row.app_id, hub_id=row.hub_id, user_id=row.user_id,
+                    scopes=scopes, created_at=now).returning(r.c.id)).scalar_one()
+            access = self._insert_access(conn, row.family_id, rt_id, row.app_id, row.hub_id,
+                                         row.user_id, scopes, now)
+            return self._payload(access, new_refresh, row.hub_id, row.user_id, scopes)
+
+        return self._run("token", "refresh_token", body)
+
+    def _reused(self, conn: Connection, row: Any, now: float, rotation: str) -> dict:
+        if rotation == "strict":
+            self._revoke_family(conn, row.family_id, now, "reuse_detected")
+            raise _bad_refresh(
+                "refresh token was already used and replaced; as a retired refresh token "
+                "was reused, every token of this authorization has been revoked "
+                "(RFC 9700 §4.14.2)")
+        raise _bad_refresh("refresh token was already used and replaced by a newer one "
+                           "(refresh token rotation)")
+
+    # -- metadata, introspection, revocation ----------------------------------------------
+
+    def _lookup(self, conn: Connection, token: str, kind: str) -> Any:
+        table = access_tokens if kind == "access_token" else refresh_tokens
+        return conn.execute(
+            sa.select(table, users.c.email, portals.c.hub_domain, portals.c.hublet)
+            .join(users, users.c.user_id == table.c.user_id, isouter=True)
+            .join(portals, portals.c.hub_id == table.c.hub_id, isouter=True)
+            .where(table.c.token_digest == token_digest(token))).first()
+
+    def access_token_info(self, token: str) -> dict[str, Any] | None:
+        """v1 GET /oauth/v1/access-tokens/{token} (reference §6.1): the metadata of a
+        usable access token, `expires_in` counting down; None when it is unknown, revoked
+        or expired (UNCONFIRMED what HubSpot answers then; the HTTP layer says 404)."""
+        def body(conn: Connection, now: float) -> dict[str, Any]:
+            row = self._lookup(conn, token, "access_token")
+            if row is None or row.revoked_at is not None or row.expires_at <= now:
+                raise OAuthError("invalid_grant", "BAD_ACCESS_TOKEN", "not found")
+            return self._access_info(row, token, now)
+
+        try:
+            return self._run("metadata", "access_token", body)
+        except OAuthError:
+            return None
+
+    def _access_info(self, row: Any, token: str, now: float) -> dict[str, Any]:
+        app = self._apps_by_id.get(row.app_id)
+        return {
+            "token": token,
+            "user": row.email or "",
+            "hub_domain": row.hub_domain or "",
+            "scopes": list(row.scopes),
+            "hub_id": row.hub_id,
+            "app_id": row.app_id,
+            "client_id": app.client_id if app else "",
+            "expires_in": max(0, int(row.expires_at - now)),
+            "user_id": row.user_id,
+            "token_type": "access",
+            "is_private_distribution": False,
+            "signed_access_token": _signed_access_token(row, token),
+        }
+
+    def refresh_token_info(self, token: str) -> dict[str, Any] | None:
+        """v1 GET /oauth/v1/refresh-tokens/{token} (reference §6.2), or None when unknown,
+        deleted, revoked or rotated away."""
+        def body(conn: Connection, now: float) -> dict[str, Any]:
+            row = self._lookup(conn, token, "refresh_token")
+            if row is None or row.revoked_at is not None or row.retired_at is not None:
+                raise _bad_refresh()
+            return self._refresh_info(row, token)
+
+        try:
+            return self._run("metadata", "refresh_token", body)
+        except OAuthError:
+            return None
+
+    def _refresh_info(self, row: Any, token: str) -> dict[str, Any]:
+        app = self._apps_by_id.get(row.app_id)
+        return {
+            "token": token,
+            "user": row.email or "",
+            "hub_domain": row.hub_domain or "",
+            "scopes": list(row.scopes),
+            "hub_id": row.hub_id,
+            "client_id": app.client_id if app else "",
+            "user_id": row.user_id,
+            "token_type": "refresh",
+        }
+
+    def delete_refresh_token(self, token: str) -> bool:
+        """v1 DELETE /oauth/v1/refresh-tokens/{token}: delete that refresh token only;
+        access tokens already issued keep working until they expire, the app stays
+        installed (reference §4.5). Returns False when it was unknown or already gone."""
+        def body(conn: Connection, now: float) -> dict[str, Any]:
+            r = refresh_tokens
+            done = conn.execute(sa.update(r).where(
+                r.c.token_digest == token_digest(token), r.c.revoked_at.is_(None),
+                r.c.retired_at.is_(None)).values(revoked_at=now, revoked_reason="deleted")
+            ).rowcount
+            if not done:
+                raise _bad_refresh()
+            return {}
+
+        try:
+            self._run("revoke", "refresh_token", body)
+        except OAuthError:
+            return False
+        return True
+
+    def introspect(self, *, client_id: str, client_secret: str, token: str,
+                   token_type_hint: str | None = None) -> dict[str, Any]:
+        """POST /oauth/{v3,2026-03}/token/introspect (reference §6.3, RFC 7662). Returns
+        the token's info with ``active: true``, or ``{"active": false}`` for a token that
+        is unknown, expired, revoked, rotated away or issued to another client. Raises
+        `OAuthError` for bad client credentials."""
+        order = ("refresh_token", "access_token") if token_type_hint == "refresh_token" \
+            else ("access_token", "refresh_token")
+
+        def body(conn: Connection, now: float) -> dict[str, Any]:
+            app = self._client(client_id, client_secret)
+            for kind in order:
+                row = self._lookup(conn, token, kind)
+                if row is None:
+                    continue
+                if row.app_id != app.app_id or row.revoked_at is not None:
+                    return {"active": False}
+                if kind == "access_token":
+                    if row.expires_at <= now:
+                        return {"active": False}
+                    info = self._access_info(row, token, now)
+                    info.pop("token_type")
+                    return {"active": True, **info, "token_type": "Bearer",
+                            "token_use": "access_token"}
+                if row.retired_at is not None:
+                    return {"active": False}
+                info = self._refresh_info(row, token)
+                info.pop("token_type")
+                return {"active": True, **info, "app_id": row.app_id,
+                        "token_type": "refresh", "token_use": "refresh_token"}
+            return {"active": False}
+
+        return self._run("introspect", "", body)
+
+    def revoke(self, *, client_id: str, client_secret: str, token: str,
+               token_type_hint: str | None = None) -> None:
+        """POST /oauth/{v3,2026-03}/token/revoke (RFC 7009). Revokes a refresh token (with
+        `settings.revoke_cascades`, also the access tokens of its authorization) or an
+        access token. Unknown or already-revoked tokens succeed silently (RFC 7009 §2.2).
+        Raises `OAuthError` for bad client credentials, and ``unauthorized_client`` when
+        the token belongs to another client (RFC 7009 §2.1)."""
+        def body(conn: Connection, now: float) -> dict[str, Any]:
+            app = self._client(client_id, client_secret)
+            digest = token_digest(token)
+            for table in (refresh_tokens, access_tokens):
+                row = conn.execute(sa.select(table.c.id, table.c.app_id, table.c.family_id)
+                                   .where(table.c.token_digest == digest)).first()
+                if row is None:
+                    continue
+                if row.app_id != app.app_id:
+                    raise OAuthError("unauthorized_client", "BAD_REFRESH_TOKEN"
+                                     if table is refresh_tokens else "BAD_ACCESS_TOKEN",
+                                     "token was not issued to this client")
+                if table is refresh_tokens and self.settings.revoke_cascades:
+                    self._revoke_family(conn, row.family_id, now, "revoked")
+                elif table is refresh_tokens:
+                    conn.execute(sa.update(table).where(table.c.id == row.id,
+                                                        table.c.revoked_at.is_(None))
+                                 .values(revoked_at=now, revoked_reason="revoked"))
+                else:
+                    conn.execute(sa.update(table).where(table.c.id == row.id,
+                                                        table.c.revoked_at.is_(None))
+                                 .values(revoked_at=now))
+                break
+            return {}
+
+        self._run("revoke", "", body)
+
+    # -- the API's bearer tokens --------------------------------------------------------
+
+    def authenticate(self, conn: Connection, token: str, now: float) -> TokenGrant | float | None:
+        """The grant of access token `token`; a float (its expiry, epoch s) when it has
+        expired; None when unknown or revoked."""
+        a = access_tokens
+        row = conn.execute(sa.select(a.c.app_id, a.c.hub_id, a.c.user_id, a.c.scopes,
+                                     a.c.expires_at, a.c.revoked_at)
+                           .where(a.c.token_digest == token_digest(token))).first()
+        if row is None or row.revoked_at is not None:
+            return None
+        if row.expires_at <= now:
+            return float(row.expires_at)
+        return TokenGrant(row.app_id, row.hub_id, row.user_id, tuple(row.scopes),
+                          row.expires_at)
+
+    def rate_limit(self, conn: Connection, grant: TokenGrant, now: float) -> RateWindow:
+        """Count one API call of the grant's app in its portal."""
+        return hit(conn, grant.app_id, grant.hub_id, now, self.settings.rate_limit_max,
+                   self.settings.rate_limit_interval_ms)
+
+    def api_transaction(self) -> Any:
+        """A write transaction for one API call (auth, rate window, stats, data)."""
+        return write(self.engine)
+
+    def now_in(self, conn: Connection) -> float:
+        """Emulator now (epoch seconds) read inside `conn`'s transaction."""
+        return self._state(conn)
+
+    # -- control --------------------------------------------------------------------------
+
+    def uninstall(self, app_id: int, hub_id: int) -> bool:
+        """Uninstall app `app_id` from portal `hub_id`: its refresh and access tokens there
+        stop working (refresh → BAD_REFRESH_TOKEN) and pending codes are dropped. Returns
+        False when the app was not installed there."""
+        with write(self.engine) as conn:
+            now = self._state(conn)
+            done = conn.execute(sa.update(installs).where(
+                installs.c.app_id == app_id, installs.c.hub_id == hub_id,
+                installs.c.uninstalled_at.is_(None)).values(uninstalled_at=now)).rowcount
+            conn.execute(sa.update(refresh_tokens).where(
+                refresh_tokens.c.app_id == app_id, refresh_tokens.c.hub_id == hub_id,
+                refresh_tokens.c.revoked_at.is_(None)).values(
+                revoked_at=now, revoked_reason="uninstalled"))
+            conn.execute(sa.update(access_tokens).where(
+                access_tokens.c.app_id == app_id, access_tokens.c.hub_id == hub_id,
+                access_tokens.c.revoked_at.is_(None)).values(revoked_at=now))
+            conn.execute(sa.delete(authorization_codes).where(
+                authorization_codes.c.app_id == app_id, authorization_codes.c.hub_id == hub_id,
+                authorization_codes.c.consumed_at.is_(None)))
+        return bool(done)
+
+    def installs(self) -> list[dict[str, Any]]:
+        """Every install (current and uninstalled)."""
+        with read(self.engine) as conn:
+            rows = conn.execute(sa.select(installs).order_by(installs.c.app_id,
+                                                             installs.c.hub_id)).all()
+        return [{"app_id": r.app_id, "hub_id": r.hub_id, "user_id": r.user_id,
+                 "scopes": list(r.scopes), "installed": r.uninstalled_at is None}
+                for r in rows]
+
+    def stats(self) -> dict[str, Any]:
+        """Calls counted by endpoint, grant type and outcome (DESIGN §4's JSON shape)."""
+        result: dict[str, Any] = {
+            "token": {"authorization_code": {"ok": 0, "error": 0},
+                      "refresh_token": {"ok": 0, "error": 0}},
+            "introspect": {"ok": 0, "error": 0},
+            "revoke": {"ok": 0, "error": 0},
+            "metadata": {"ok": 0, "error": 0},
+            "api": {"ok": 0, "error": 0},
+        }
+        with read(self.engine) as conn:
+            rows = conn.execute(sa.select(stats)).all()
+        for r in rows:
+            if r.endpoint == "token":
+                bucket = result["token"].setdefault(r.grant_type or "other",
+                                                    {"ok": 0, "error": 0})
+            else:
+                bucket = result.setdefault(r.endpoint, {"ok": 0, "error": 0})
+            bucket[r.outcome] = bucket.get(r.outcome, 0) + r.count
+        return result
+
+
+_REVOKED_MESSAGES = {
+    "": "refresh token is invalid, expired or revoked",
+    "deleted": "refresh token is invalid, expired or revoked: it was deleted",
+    "revoked": "refresh token is invalid, expired or revoked: it was revoked",
+    "uninstalled": "refresh token is invalid, expired or revoked: the app was uninstalled "
+                   "from this account",
+    "code_replayed": "refresh token is invalid, expired or revoked: its authorization code "
+                     "was used twice, so its tokens were revoked (RFC 6749 §4.1.2)",
+    "reuse_detected": "refresh token is invalid, expired or revoked: a retired refresh token "
+                      "of this authorization was reused (RFC 9700 §4.14.2)",
+}
+
+
+def _code_replayed() -> OAuthError:
+    return OAuthError("invalid_grant", "BAD_AUTH_CODE",
+                      "auth code has already been used; the tokens issued for it are revoked "
+                      "(RFC 6749 §4.1.2)")
+
+
+def _ago(seconds: float) -> str:
+    """HubSpot's coarse unit: "N second(s)", "minute(s)", "hour(s)" or "day(s)"."""
+    seconds = max(0, int(seconds))
+    for size, unit in ((86400, "day"), (3600, "hour"), (60, "minute")):
+        if seconds >= size:
+            return f"{seconds // size} {unit}(s)"
+    return f"{seconds} second(s)"
+
+
+def expired_ago(seconds: float) -> str:
+    """Public form of the unit rule, for 401 EXPIRED_AUTHENTICATION messages."""
+    return _ago(seconds)
+
+
+def _portal_access(row: Any) -> rules.PortalAccess:
+    return rules.PortalAccess(
+        hub_id=row.hub_id, hub_domain=row.hub_domain,
+        may_install=row.role in INSTALL_ROLES,
+        available_scopes=None if row.available_scopes is None
+        else frozenset(row.available_scopes),
+        missing_scopes=frozenset(row.missing_scopes or ()), name=row.name or "")
+
+
+def _signed_access_token(row: Any, token: str) -> dict[str, Any]:
+    """HubSpot's `signed_access_token` object (reference §6.3). Its signatures are digests
+    of the token's digest: opaque, stable, and revealing nothing."""
+    inner = hashlib.sha256(("sig:" + token_digest(token)).encode()).digest()
+    scopes = list(row.scopes)
+    return {
+        "expiresAt": int(row.expires_at * 1000),
+        "scopes": base64.urlsafe_b64encode(json.dumps(scopes).encode()).decode().rstrip("="),
+        "hubId": row.hub_id,
+        "userId": row.user_id,
+        "appId": row.app_id,
+        "signature": base64.b64encode(inner[:20]).decode(),
+        "scopeToScopeGroupPks": ",".join(str(100 + i) for i in range(len(scopes))),
+        "newSignature": base64.b64encode(inner).decode(),
+        "hublet": row.hublet or "na1",
+        "trialScopes": "",
+        "trialScopeToScopeGroupPks": "",
+        "isUserLevel": False,
+        "installingUserId": row.user_id,
+        "isServiceAccount": False,
+        "isPrivateDistribution": False,
+        "appInstallId": f"{row.app_id}-{row.hub_id}",
+        "audience": "",
+    }
+
+
+def utc_iso(epoch: float) -> str:
+    """Epoch seconds → ``2026-03-10T23:04:41.164Z``."""
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z")

@@ -1,0 +1,145 @@
+"""Database access for the local HubSpot: engines, transactions, schema upgrade and check.
+
+SQLite runs in WAL mode with a busy timeout, and every write transaction starts with
+``BEGIN IMMEDIATE`` so concurrent writers queue instead of failing half-way with
+"database is locked" on lock upgrade. PostgreSQL runs at READ COMMITTED; the guarantees
+that matter (single-use codes, rotation) are conditional UPDATEs, safe across processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import StaticPool
+
+from ..errors import HubSpotOAuthError
+from .models import SCHEMA_REVISION, VERSION_TABLE
+
+__all__ = [
+    "DatabaseSchemaError",
+    "current_revision",
+    "make_engine",
+    "read",
+    "upgrade",
+    "write",
+]
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+_BEGIN_OPTION = "hubspot_oauth_begin"
+
+
+class DatabaseSchemaError(HubSpotOAuthError):
+    """The database's schema is not the one this version needs; the message says what to run."""
+
+
+def make_engine(database_url: str) -> Engine:
+    """An engine for `database_url` (SQLite or PostgreSQL via psycopg).
+
+    Raises `sqlalchemy.exc.ArgumentError` for a malformed URL.
+    """
+    url = sa.make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        memory = url.database in (None, "", ":memory:")
+        kwargs: dict = {"connect_args": {"check_same_thread": False, "timeout": 30}}
+        if memory:
+            kwargs["poolclass"] = StaticPool
+        else:
+            kwargs["pool_size"] = 8
+            kwargs["max_overflow"] = 8
+        engine = sa.create_engine(url, **kwargs)
+        _sqlite_events(engine, memory)
+        return engine
+    return sa.create_engine(url, pool_size=8, max_overflow=16, pool_pre_ping=False)
+
+
+def _sqlite_events(engine: Engine, memory: bool) -> None:
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection, _record) -> None:  # noqa: ANN001
+        # Let SQLAlchemy's "begin" event issue BEGIN (pysqlite's own is deferred-only).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        if not memory:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        mode = conn.get_execution_options().get(_BEGIN_OPTION, "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+@contextlib.contextmanager
+def write(engine: Engine) -> Iterator[Connection]:
+    """A write transaction (``BEGIN IMMEDIATE`` on SQLite); commits on success."""
+    with engine.connect() as conn:
+        conn.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
+        with conn.begin():
+            yield conn
+
+
+@contextlib.contextmanager
+def read(engine: Engine) -> Iterator[Connection]:
+    """A read transaction (deferred on SQLite: no write lock)."""
+    with engine.connect() as conn, conn.begin():
+        yield conn
+
+
+def _alembic_config(conn: Connection):  # noqa: ANN202
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = conn
+    return config
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The Alembic revision the database is at, or None for an empty database."""
+    with engine.connect() as conn:
+        if not sa.inspect(conn).has_table(VERSION_TABLE):
+            return None
+        row = conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).first()  # noqa: S608
+        return row[0] if row else None
+
+
+def upgrade(database_url: str | Engine) -> str:
+    """Bring the schema to the newest revision; returns it. Safe to run from several
+    processes at once (an advisory lock on PostgreSQL, BEGIN IMMEDIATE on SQLite)."""
+    from alembic import command
+
+    engine = database_url if isinstance(database_url, Engine) else make_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            conn.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
+            with conn.begin():
+                if conn.dialect.name == "postgresql":
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(7301202611)"))
+                command.upgrade(_alembic_config(conn), "head")
+        return SCHEMA_REVISION
+    finally:
+        if not isinstance(database_url, Engine):
+            engine.dispose()
+
+
+def check_schema(engine: Engine) -> None:
+    """Raise `DatabaseSchemaError` unless the database is at `SCHEMA_REVISION`."""
+    revision = current_revision(engine)
+    if revision == SCHEMA_REVISION:
+        return
+    where = engine.url.render_as_string(hide_password=True)
+    if revision is None:
+        raise DatabaseSchemaError(
+            f"database {where} has no local HubSpot schema; run `hubspot-oauth db upgrade`"
+        )
+    raise DatabaseSchemaError(
+        f"database {where} is at local HubSpot schema revision {revision!r} but this "
+        f"version needs {SCHEMA_REVISION!r}; run `hubspot-oauth db upgrade`"
+    )

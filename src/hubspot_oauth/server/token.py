@@ -1,0 +1,199 @@
+"""POST /oauth/{v1,v3,2026-03}/token: both grants, form-encoded (reference §4).
+
+Parameters are validated here (present, once, UTF-8, bounded); the grant rules live in
+`LocalHubSpot.exchange_code` / `.refresh`. v3 and later refuse credentials in the query
+string (reference §4.1, [DOC-MIGRATE]); v1 tolerates them (merged with the body, each
+parameter still at most once). Every answer carries ``Cache-Control: no-store``
+(RFC 6749 §5.1).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from .faults import Fault
+from .wire import (
+    CORRELATION_HEADER,
+    NO_STORE,
+    HubSpotHTTPError,
+    OAuthError,
+    correlation_id,
+    error_response,
+    json_response,
+    parse_form,
+    parse_pairs,
+)
+
+__all__ = ["TOKEN_VERSIONS", "fault_response", "routes"]
+
+TOKEN_VERSIONS = ("v1", "v3", "2026-03", "2026-09")
+GRANT_TYPES = ("authorization_code", "refresh_token")
+# Parameters that are credentials or grants: never in a v3+ query string.
+CREDENTIAL_PARAMS = ("client_id", "client_secret", "code", "refresh_token", "code_verifier",
+                     "token", "redirect_uri", "grant_type")
+MAX_PARAM = 4096
+
+PROXY_502_PAGE = (
+    "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>cloudflare</center>\r\n"
+    "</body>\r\n</html>\r\n"
+)
+
+
+async def read_params(request: Request, version: str) -> dict[str, str]:
+    """The form parameters of a token-style endpoint, checked as the module says."""
+    settings = request.app.state.hubspot.settings
+    form = await parse_form(request, settings.max_body_bytes)
+    query = request.url.query
+    if query:
+        if version == "v1":
+            for name, value in parse_pairs(query).items():
+                if name in form:
+                    raise OAuthError("invalid_request", "BAD_REQUEST",
+                                     f"parameter '{name}' was sent more than once")
+                form[name] = value
+        else:
+            sent = [n for n in parse_pairs(query) if n in CREDENTIAL_PARAMS]
+            if sent:
+                raise OAuthError(
+                    "invalid_request", "BAD_REQUEST",
+                    f"{', '.join(sent)} must be sent in the form-encoded request body, not "
+                    f"the query string (the {version} token endpoints take the body only)")
+    for name, value in form.items():
+        if len(value) > MAX_PARAM:
+            raise OAuthError("invalid_request", "BAD_REQUEST",
+                             f"parameter '{name}' is longer than {MAX_PARAM} characters")
+    return form
+
+
+def client_credentials(request: Request, form: dict[str, str]) -> tuple[str, str]:
+    """`client_id` and `client_secret` from the body (client_secret_post, the only method
+    HubSpot documents; reference §4.1). Raises `OAuthError` ``invalid_client``."""
+    client_id = form.get("client_id", "")
+    client_secret = form.get("client_secret", "")
+    basic = request.headers.get("authorization", "").lower().startswith("basic ")
+    if not client_id:
+        hint = (" (HTTP Basic client authentication is not supported: send client_id and "
+                "client_secret in the form body)") if basic else ""
+        raise OAuthError("invalid_client", "BAD_CLIENT_ID", "missing client_id" + hint)
+    if not client_secret:
+        raise OAuthError("invalid_client", "BAD_CLIENT_SECRET", "missing client_secret")
+    return client_id, client_secret
+
+
+async def take_fault(request: Request, endpoint: str) -> Fault | None:
+    """The next queued fault of `endpoint`, after waiting its delay; None when none."""
+    fault = await run_in_threadpool(request.app.state.hubspot.faults.take, endpoint)
+    if fault is not None and fault.delay_ms:
+        await anyio.sleep(fault.delay_ms / 1000)
+    return fault
+
+
+def fault_response(request: Request, fault: Fault, grant_type: str = "") -> Response | None:
+    """The answer a queued fault makes (None for a pure ``delay``)."""
+    kind = fault.fault
+    cid = correlation_id(request)
+    if kind == "delay":
+        return None
+    if kind == "html_502":
+        return HTMLResponse(PROXY_502_PAGE, status_code=502,
+                            headers={CORRELATION_HEADER: cid, **NO_STORE})
+    if kind == "rate_limit":
+        exc = HubSpotHTTPError(
+            429, "RATE_LIMITS", "You have reached your ten secondly limit.",
+            extra={"errorType": "RATE_LIMIT", "policyName": "TEN_SECONDLY_ROLLING"},
+            headers={"Retry-After": "1", **NO_STORE})
+        return error_response(request, exc)
+    if kind == "server_error":
+        exc = HubSpotHTTPError(500, "INTERNAL_ERROR",
+                               "internal error (fault queued through the control API)",
+                               headers=NO_STORE)
+        return error_response(request, exc)
+    if kind == "invalid_grant":
+        if grant_type == "refresh_token" or fault.endpoint == "introspect":
+            exc = OAuthError("invalid_grant", "BAD_REFRESH_TOKEN",
+                             "refresh token is invalid, expired or revoked (fault queued "
+                             "through the control API)")
+        else:
+            exc = OAuthError("invalid_grant", "BAD_AUTH_CODE",
+                             "missing or unknown auth code (fault queued through the "
+                             "control API)")
+        return error_response(request, exc)
+    if kind == "expired_authentication":
+        from .api import expired_error
+
+        return error_response(request, expired_error(0.0, None))
+    return None
+
+
+def _token_endpoint(version: str):  # noqa: ANN202
+    async def endpoint(request: Request) -> Response:
+        hubspot = request.app.state.hubspot
+        grant_type = ""
+        try:
+            form = await read_params(request, version)
+            grant_type = form.get("grant_type", "")
+            if not grant_type:
+                raise OAuthError("invalid_request", "BAD_GRANT_TYPE", "missing grant_type")
+            if grant_type not in GRANT_TYPES:
+                raise OAuthError("unsupported_grant_type", "BAD_GRANT_TYPE",
+                                 f"unsupported grant_type '{grant_type[:60]}'; use "
+                                 "authorization_code or refresh_token")
+            client_id, client_secret = client_credentials(request, form)
+            if grant_type == "authorization_code":
+                code = form.get("code", "")
+                redirect_uri = form.get("redirect_uri", "")
+                if not code:
+                    raise OAuthError("invalid_request", "BAD_AUTH_CODE",
+                                     "missing or unknown auth code: send code")
+                if not redirect_uri:
+                    raise OAuthError("invalid_request", "BAD_REDIRECT_URI",
+                                     "missing redirect_uri: send the redirect_uri of the "
+                                     "authorization request")
+                call: Any = lambda: hubspot.exchange_code(  # noqa: E731
+                    client_id=client_id, client_secret=client_secret, code=code,
+                    redirect_uri=redirect_uri, code_verifier=form.get("code_verifier") or None)
+            else:
+                refresh_token = form.get("refresh_token", "")
+                if not refresh_token:
+                    raise OAuthError("invalid_request", "BAD_REFRESH_TOKEN",
+                                     "missing or invalid refresh token: send refresh_token")
+                call = lambda: hubspot.refresh(  # noqa: E731
+                    client_id=client_id, client_secret=client_secret,
+                    refresh_token=refresh_token)
+        except HubSpotHTTPError as exc:
+            await run_in_threadpool(hubspot.count, "token", _grant_key(grant_type), "error")
+            return error_response(request, exc)
+
+        fault = await take_fault(request, "token")
+        if fault is not None:
+            answer = fault_response(request, fault, grant_type)
+            if answer is not None:
+                await run_in_threadpool(hubspot.count, "token", grant_type, "error")
+                return answer
+        try:
+            payload = await run_in_threadpool(call)
+        except HubSpotHTTPError as exc:
+            return error_response(request, exc)
+        if version != "v1":
+            payload["token_use"] = "access_token"
+        return json_response(request, payload, 200, NO_STORE)
+
+    return endpoint
+
+
+def _grant_key(grant_type: str) -> str:
+    return grant_type if grant_type in GRANT_TYPES else "other"
+
+
+routes = [
+    Route(f"/oauth/{version}/token", _token_endpoint(version), methods=["POST"],
+          name=f"token-{version}")
+    for version in TOKEN_VERSIONS
+]
