@@ -61,6 +61,7 @@ _LAZY = {
     "ClientConfig": ".client.config",
     "RetryPolicy": ".client.retry",
     "State": ".client.state",
+    "raise_for_status": ".client.protocol",
 }
 
 __all__ = [
@@ -99,13 +100,14 @@ __all__ = [
     "TokenStore",
     "TokenStoreError",
     "__version__",
+    "raise_for_status",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
     from .client.auth import HubSpotAuth
     from .client.config import ClientConfig
     from .client.oauth import AsyncOAuthClient, OAuthClient
-    from .client.protocol import TokenInfo
+    from .client.protocol import TokenInfo, raise_for_status
     from .client.retry import RetryPolicy
     from .client.state import State, StateStore
     from .client.store import Connection, TokenStore

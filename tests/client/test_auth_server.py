@@ -9,8 +9,12 @@ import anyio
 import httpx
 import pytest
 
-from hubspot_oauth import HubSpotAuth, MissingScopesError, ReauthorizationRequiredError
-from hubspot_oauth.client.protocol import error_from_response
+from hubspot_oauth import (
+    HubSpotAuth,
+    MissingScopesError,
+    ReauthorizationRequiredError,
+    raise_for_status,
+)
 
 CONTACTS = "/crm/v3/objects/contacts"
 
@@ -58,7 +62,7 @@ def test_expired_token_is_refreshed_exactly_once(hubspot, kind):
 
         first, second = anyio.run(go)
     assert first.status_code == 200 and second.status_code == 200
-    assert len(first.json()["results"]) == 2
+    assert len(raise_for_status(first).json()["results"]) == 2
     assert hubspot.refresh_count() == 1 and auth.refreshes == 1
 
 
@@ -114,6 +118,7 @@ def test_c12_missing_scopes_names_the_scope(hubspot):
     with hubspot.http_client(auth=HubSpotAuth(token.access_token)) as http:
         answer = http.post(CONTACTS, json={"properties": {"email": "new@example.com"}})
     assert answer.status_code == 403
-    error = error_from_response(answer.status_code, answer.headers, answer.content)
-    assert isinstance(error, MissingScopesError)
-    assert error.required_scopes == ["crm.objects.contacts.write"]
+    with pytest.raises(MissingScopesError) as info:
+        raise_for_status(answer)
+    assert info.value.required_scopes == ["crm.objects.contacts.write"]
+    assert info.value.category == "MISSING_SCOPES" and info.value.status_code == 403

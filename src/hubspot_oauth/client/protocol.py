@@ -70,6 +70,7 @@ __all__ = [
     "parse_retry_after",
     "parse_revoke_response",
     "parse_token_response",
+    "raise_for_status",
     "redact",
     "refresh_request",
     "revoke_request",
@@ -739,6 +740,20 @@ def _invalid_grant(
     if operation == "refresh_token":
         return ReauthorizationRequiredError
     return BadRequestError
+
+
+def raise_for_status(response: Any) -> Any:
+    """Return an API `response` (e.g. an `httpx.Response`, read) when it is a 2xx; else raise
+    its typed error: `MissingScopesError` with ``.required_scopes`` for 403 MISSING_SCOPES
+    (case C12), `ExpiredAuthenticationError`/`AuthenticationError` for 401,
+    `RateLimitError` with ``.retry_after`` for 429, `ServerError` for 5xx (reference §7).
+
+    Usage: ``contacts = raise_for_status(http.get("/crm/v3/objects/contacts")).json()``.
+    """
+    status = getattr(response, "status_code", 0)
+    if isinstance(status, int) and 200 <= status < 300:
+        return response
+    raise error_from_response(status, response.headers, response.content, operation="api")
 
 
 def is_expired_authentication(status_code: int, body: bytes) -> bool:
