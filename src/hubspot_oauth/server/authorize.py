@@ -229,6 +229,22 @@ def _find_app(request: Request, client_id: str | None) -> AppRegistration | None
     return _hubspot(request).app_registration(client_id)
 
 
+def _sample_users(request: Request) -> list[dict[str, str]]:
+    """The default seed's users and their (published, DESIGN §4) passwords, shown on the
+    login page; never a seed file's users."""
+    seed = getattr(_hubspot(request), "seed", None)
+    if seed is None or not getattr(seed, "is_default", False):
+        return []
+    notes = {"super_admin": "super admin", "marketplace": "App Marketplace Access"}
+    found = []
+    for user in seed.users:
+        roles = set(user.roles.values())
+        note = next((notes[r] for r in ("super_admin", "marketplace") if r in roles),
+                    "may not install apps")
+        found.append({"email": user.email, "password": user.password, "note": note})
+    return found
+
+
 def _signed_in_user(request: Request, session: _Session) -> Any:
     """The session's user (a `UserRecord`), or None when signed out or since deleted."""
     if session.user_id is None or not session.email:
@@ -307,6 +323,7 @@ async def _next_step(
             login_url=LOGIN_PATH,
             email="",
             error=None,
+            sample_users=_sample_users(request),
         )
         return _save_session(request, response, session)
     if hub_id is None:
@@ -406,6 +423,7 @@ async def login(request: Request) -> Response:
             login_url=LOGIN_PATH,
             email=email,
             error=error,
+            sample_users=_sample_users(request),
         )
         return response
 
