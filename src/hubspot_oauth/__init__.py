@@ -62,6 +62,7 @@ _LAZY = {
     "RetryPolicy": ".client.retry",
     "State": ".client.state",
     "raise_for_status": ".client.protocol",
+    "new_code_verifier": ".client.protocol",
 }
 
 __all__ = [
@@ -100,6 +101,7 @@ __all__ = [
     "TokenStore",
     "TokenStoreError",
     "__version__",
+    "new_code_verifier",
     "raise_for_status",
 ]
 
@@ -107,7 +109,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .client.auth import HubSpotAuth
     from .client.config import ClientConfig
     from .client.oauth import AsyncOAuthClient, OAuthClient
-    from .client.protocol import TokenInfo, raise_for_status
+    from .client.protocol import TokenInfo, new_code_verifier, raise_for_status
     from .client.retry import RetryPolicy
     from .client.state import State, StateStore
     from .client.store import Connection, TokenStore
