@@ -24,7 +24,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from . import baselines, ours, store
+from . import baselines, ours, store, storm
 from .context import Context, Scenario
 from .goals import GOALS
 from .process import HERE, WORK, WrkSettings
@@ -45,6 +45,7 @@ SCENARIOS = [
              baselines.mock_refresh),
     *ours.SCENARIOS,
     *store.SCENARIOS,
+    *storm.SCENARIOS,
 ]
 BY_NAME = {s.name: s for s in SCENARIOS}
 

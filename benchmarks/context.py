@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -104,16 +105,21 @@ def measure_http(ctx: Context, row: dict[str, Any], srv: Server, req: Request) -
         sample = sanity(srv.base_url, req)
     row["sample_response"] = redact(sample[:300])
     row["server_cmd"] = srv.shown_cmd()
+    bound = 30  # seconds wrk may run through one file of single-use bodies
     if ctx.warmup > 0:
-        warm = run_wrk(srv, req, ctx.wrk, ctx.warmup if not req.bodies else 120,
+        warm = run_wrk(srv, req, ctx.wrk, ctx.warmup,
                        req.bodies[1] if req.bodies else None)
         row["warmup"] = {k: warm[k] for k in ("rps", "requests", "errors")}
+        if req.bodies and warm["rps"] > 0:
+            # wrk always runs for -d: size it to the bodies of one run at the warm-up's pace
+            per_run = max(len(p.read_text().splitlines()) for p in req.bodies[2:])
+            bound = max(2, min(60, math.ceil(1.5 * per_run / warm["rps"]) + 1))
     runs: list[dict[str, Any]] = []
     discarded: list[dict[str, Any]] = []
     retries = 0 if req.bodies else ctx.noisy_retries
     while len(runs) < ctx.runs:
         bodies = req.bodies[2 + len(runs)] if req.bodies else None
-        r = run_wrk(srv, req, ctx.wrk, 120 if bodies else ctx.duration, bodies)
+        r = run_wrk(srv, req, ctx.wrk, bound if bodies else ctx.duration, bodies)
         noisy = r["other_cpu_pct"] > ctx.noise_threshold
         ctx.log(f"  {row['name']}: {r['rps']:,.0f} req/s p50 {r['lat_p50_ms']:.2f} ms "
                 f"p99 {r['lat_p99_ms']:.2f} ms errors {r['errors']} rss {r['rss_peak_mb']} MB "
