@@ -679,3 +679,38 @@ roles = {{ 42 = "super_admin" }}
     assert page.status_code == 200
     assert "hunter2" not in page.text and "owner@example.com" not in page.text
     assert "Sample users" not in page.text
+
+
+async def test_registered_ip_redirect_url_is_refused_by_page(tmp_path) -> None:  # noqa: ANN001
+    # create_app_registration refuses such URLs; a seed file can still hold one.
+    uri = "http://127.0.0.1:3000/oauth-callback"
+    seed = tmp_path / "seed.toml"
+    seed.write_text(
+        f"""
+[[apps]]
+name = "IP App"
+client_id = "{CLIENT_ID}"
+client_secret = "s3cr3t-s3cr3t"
+redirect_urls = ["{uri}"]
+scopes = ["crm.objects.contacts.read"]
+
+[[portals]]
+hub_id = 42
+hub_domain = "own.example.com"
+""",
+        encoding="utf-8",
+    )
+    app = create_app(
+        ServerSettings(database_url=f"sqlite:///{tmp_path / 'ip.db'}", seed_file=seed)
+    )
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url=BASE_URL
+    ) as client:
+        response = await client.get(authorize_path(redirect_uri=uri, optional_scope=None))
+    assert_error_page(
+        response,
+        "redirect_uri_not_allowed",
+        f"Authorization failed because the redirect URL '{uri}' is not allowed: IP addresses "
+        "are not supported, use a domain name such as localhost. Please contact the app "
+        "developer.",
+    )
