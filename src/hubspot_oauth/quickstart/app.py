@@ -192,7 +192,13 @@ def create_app(
         notice = _NOTICES.get(request.query_params.get("done", ""))
         if not accounts:
             return page(
-                request, "welcome.html", {"scopes": deps.config.scopes, "notice": notice}
+                request,
+                "welcome.html",
+                {
+                    "scopes": deps.config.scopes,
+                    "optional_scopes": deps.config.optional_scopes,
+                    "notice": notice,
+                },
             )
         current = next((a for a in accounts if a["key"] == selected), accounts[0])
         contacts = await run_in_threadpool(_read_contacts, deps, current["key"])
@@ -506,7 +512,8 @@ def _contacts_error(exc: HubSpotOAuthError) -> str:
 
 
 class _SecurityHeaders:
-    """No framing, no referrer (the callback URL carries a code), no caching of pages."""
+    """No framing, no referrer to other sites (the callback URL carries a code; same-origin
+    keeps the Origin header on our own forms), no caching of pages."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -522,7 +529,7 @@ class _SecurityHeaders:
                 headers += [
                     (b"x-frame-options", b"DENY"),
                     (b"content-security-policy", _CSP),
-                    (b"referrer-policy", b"no-referrer"),
+                    (b"referrer-policy", b"same-origin"),
                     (b"x-content-type-options", b"nosniff"),
                     (b"cache-control", b"no-store"),
                 ]
