@@ -166,3 +166,20 @@ def test_bad_url_is_a_configuration_error():
         StateStore("not a url")
     with pytest.raises(ConfigurationError):
         StateStore("nosuchdialect://x")
+
+
+def test_a_shared_engine_is_used_and_left_open(tmp_path):
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'shared.db'}")
+    with StateStore(engine) as states:
+        nonce = states.issue({"via": "engine"})
+    with StateStore(engine) as again:  # closing the first did not dispose the engine
+        assert again.consume(nonce) == {"via": "engine"}
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_plain_postgresql_urls_use_psycopg_3(postgres_url):
+    plain = "postgresql://" + postgres_url.split("://", 1)[1]
+    with StateStore(plain) as states:
+        assert states.consume(states.issue({"a": 1})) == {"a": 1}
+        assert "psycopg" in states.url and "password" not in states.url.lower()
