@@ -5,6 +5,7 @@ Names start with ``hs_`` so they never clash with the authorize tests' own fixtu
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -118,6 +119,7 @@ def assert_oauth_error(response: httpx.Response, http: int, error: str, status: 
     if message is not None:
         assert body["message"] == message
     assert body["correlationId"] == response.headers["x-hubspot-correlation-id"]
+    uuid.UUID(body["correlationId"])
     assert body["category"]
     assert response.headers["cache-control"] == "no-store"
     return body
