@@ -405,3 +405,21 @@ def test_token_endpoint_answers_are_json_bodies():
     ) as client:
         assert client.refresh(REFRESH).expires_in == 60
     assert script.requests[0].headers["accept"] == "application/json"
+
+
+def test_nothing_listening_is_a_network_error_after_bounded_tries(unused_port):
+    """A real refused connection on loopback (no mock): NetworkError, tried 3 times."""
+    client = OAuthClient(
+        client_id=CLIENT_ID,
+        client_secret=SECRET,
+        endpoints=Endpoints.local(f"http://127.0.0.1:{unused_port}"),
+        retry=RetryPolicy(attempts=3, backoff=0.01, jitter=False),
+    )
+    waits: list[float] = []
+    client._sleep = waits.append
+    with pytest.raises(NetworkError) as info:
+        client.refresh(REFRESH)
+    assert waits == [0.01, 0.02]
+    assert f"127.0.0.1:{unused_port}/oauth/v3/token" in str(info.value)
+    assert REFRESH not in str(info.value) and SECRET not in str(info.value)
+    client.close()
