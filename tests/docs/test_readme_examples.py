@@ -56,11 +56,23 @@ def test_readme_has_every_promised_example() -> None:
     assert not missing, f"README.md lacks the example test(s) {sorted(missing)}"
 
 
-@pytest.mark.parametrize("name", sorted(EXAMPLES))
-def test_readme_example_passes(name: str, pytester: pytest.Pytester) -> None:
-    source = EXAMPLES[name]
-    tests = re.findall(r"^(?:async )?def (test_\w+)", source, re.MULTILINE)
-    assert tests, f"README example {name!r} defines no test function"
-    pytester.makepyfile(**{f"test_{name}": source})
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", "error", timeout=180)
-    result.assert_outcomes(passed=len(tests))
+def test_readme_examples_pass(pytester: pytest.Pytester) -> None:
+    """All examples in one pytest run (one interpreter start), each in its own file, with
+    warnings as errors as strict user suites run; every test of every example must pass."""
+    expected: dict[str, list[str]] = {}
+    for name, source in EXAMPLES.items():
+        tests = re.findall(r"^(?:async )?def (test_\w+)", source, re.MULTILINE)
+        assert tests, f"README example {name!r} defines no test function"
+        expected[name] = tests
+        pytester.makepyfile(**{f"test_{name}": source})
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", "error", "-rA",
+                                           timeout=300)
+    output = result.stdout.str()
+    failing = [
+        f"{name}::{test}"
+        for name, tests in expected.items()
+        for test in tests
+        if f"PASSED test_{name}.py::{test}" not in output
+    ]
+    assert not failing, f"README example tests that did not pass: {failing}"
+    result.assert_outcomes(passed=sum(len(t) for t in expected.values()))
