@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from hubspot_oauth.server import ServerSettings, create_app, models
-from hubspot_oauth.server.authorize import LOGIN_FAILED, SESSION_COOKIE
+from hubspot_oauth.server.authorize import LOGIN_FAILED, SESSION_COOKIE, STALE_LOGIN
 from hubspot_oauth.server.install import ERROR_TITLE
 from tests.support.pages import (
     BASE_URL,
@@ -700,9 +700,7 @@ hub_domain = "own.example.com"
 """,
         encoding="utf-8",
     )
-    app = create_app(
-        ServerSettings(database_url=f"sqlite:///{tmp_path / 'ip.db'}", seed_file=seed)
-    )
+    app = create_app(ServerSettings(database_url=f"sqlite:///{tmp_path / 'ip.db'}", seed_file=seed))
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url=BASE_URL
     ) as client:
@@ -714,3 +712,19 @@ hub_domain = "own.example.com"
         "are not supported, use a domain name such as localhost. Please contact the app "
         "developer.",
     )
+
+
+async def test_login_form_from_an_older_session_asks_again(browser: Browser, app) -> None:  # noqa: ANN001
+    # Two tabs opened before either had a cookie: the second one's cookie wins.
+    tab1 = await browser.get(authorize_path(state="1"))
+    browser.client.cookies.clear()
+    await browser.get(authorize_path(state="2"))
+    stale = await browser.login(tab1)
+    assert stale.status_code == 403
+    assert parse_page(stale.text).h1 == "Log in to HubSpot"
+    assert STALE_LOGIN in text_of(stale.text)
+    assert codes_issued(app) == 0
+    picker = await browser.login(stale)
+    assert parse_page(picker.text).h1 == "Choose an account"
+    granted = await browser.decide(await browser.choose(picker, 1234567), "grant")
+    assert redirect_query(granted)["state"] == ["1"]

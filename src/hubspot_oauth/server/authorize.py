@@ -66,6 +66,7 @@ CONTINUE_PATH = "/oauth/authorize/continue"
 
 # One message whether the e-mail is unknown or the password wrong (no user enumeration).
 LOGIN_FAILED = "The email address or password is incorrect. Check them and try again."
+STALE_LOGIN = "This sign-in form had expired. Enter your email address and password again."
 
 SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
@@ -407,6 +408,8 @@ async def login(request: Request) -> Response:
         app = await run_in_threadpool(_find_app, request, areq.client_id)
         scope_request = check_authorize_request(app, areq)
     except InstallError as error:
+        if error.kind == "csrf":
+            return await _stale_login_form(request)
         return _error_page(error)
     email = form.get("email", "").strip()
     password = form.get("password", "")
@@ -441,6 +444,32 @@ async def login(request: Request) -> Response:
     session.user_id = int(user.user_id)
     session.email = user.email
     response = _protect(RedirectResponse(_continue(request, areq, None), status_code=303))
+    return _save_session(request, response, session)
+
+
+async def _stale_login_form(request: Request) -> Response:
+    """A login form whose CSRF token no longer matches the session (two tabs opened before
+    either had a cookie, or a server restart): nothing happens; a 403 login page with a
+    fresh form asks for the credentials again."""
+    try:
+        form = await _form(request)
+        areq, _ = _unseal(request, form.get("authorization"))
+        app = await run_in_threadpool(_find_app, request, areq.client_id)
+        scope_request = check_authorize_request(app, areq)
+    except InstallError:
+        return _error_page(_csrf_error())
+    session = _session(request)
+    response = _page(
+        "login.html",
+        status_code=403,
+        app=scope_request.app,
+        authorization=_seal(request, areq),
+        csrf_token=session.csrf,
+        login_url=LOGIN_PATH,
+        email=form.get("email", "").strip(),
+        error=STALE_LOGIN,
+        sample_users=_sample_users(request),
+    )
     return _save_session(request, response, session)
 
 
