@@ -50,8 +50,12 @@ def new_authorization_code(hublet: str = "na1") -> str:
 
 
 def looks_like_access_token(value: str) -> bool:
-    """True for strings shaped like HubSpot access tokens (opaque, starting with ``C``)."""
-    return len(value) > 20 and value.startswith("C") and "-" not in value[:4]
+    """True for strings shaped like HubSpot access tokens (opaque, starting with ``C``).
+
+    Refresh tokens and codes start with a lowercase hublet (``na1-``) or are lowercase
+    UUIDs, so an uppercase ``C`` is enough; the base64url body may contain ``-`` anywhere.
+    """
+    return len(value) > 20 and value.startswith("C") and not looks_like_hublet_token(value)
 
 
 def looks_like_hublet_token(value: str) -> bool:

@@ -569,3 +569,14 @@ def test_revoke_accepts_any_2xx():
     assert protocol.parse_revoke_response(200, {}, b"{}") is None
     with pytest.raises(HubSpotAPIError):
         protocol.parse_revoke_response(400, {}, body({"error": "invalid_request"}))
+
+
+def test_access_token_shape_check_accepts_dashes_in_the_body():
+    """Access tokens are ``C`` + base64url, so ``-`` may come right after the ``C``: the
+    C4 hint ("looks like an access token") must not depend on luck."""
+    from hubspot_oauth.tokens import looks_like_access_token, new_access_token
+
+    assert looks_like_access_token("C-x" + "a" * 60)
+    assert all(looks_like_access_token(new_access_token()) for _ in range(2000))
+    assert not looks_like_access_token(REFRESH)
+    assert not looks_like_access_token("6f18f21e-a743-4509-b7fd-1a5e632fffa1")
