@@ -15,6 +15,7 @@ import json
 import os
 import signal
 import socket
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,10 +80,17 @@ def serve_apps(served: Sequence[_Served]) -> None:
         for s in served
     ]
 
+    first_signal: list[float] = []
+
     def stop(signum: int, _frame: Any) -> None:
-        for server in servers:
-            if server.should_exit:
+        # `timeout`, `make` and terminals may deliver one stop request as several signals
+        # at once; only a second request a moment later forces the exit.
+        now = time.monotonic()
+        if first_signal and now - first_signal[0] > 1.0:
+            for server in servers:
                 server.force_exit = True
+        first_signal.append(now)
+        for server in servers:
             server.should_exit = True
 
     async def run() -> None:
@@ -235,6 +243,22 @@ def _local_app_credentials(hubspot: Any, redirect_uri: str, port: int) -> tuple[
     return client_id, client_secret
 
 
+@contextlib.contextmanager
+def _quiet_key_file_notice() -> Iterator[None]:
+    import logging
+    import warnings
+
+    store_log = logging.getLogger("hubspot_oauth.store")
+    level = store_log.level
+    store_log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        store_log.setLevel(level)
+
+
 def _check_reachable(api_url: str) -> None:
     """One GET: any HTTP answer means HubSpot is there; no answer is one line, exit 1."""
     import httpx
@@ -359,9 +383,10 @@ def _run_with_local_hubspot(env_config: ClientConfig, port: int, hubspot_port: i
             database_url=_sqlite_in_data_dir(LOCAL_TOKENS_DB),
         )
         sign_in = _sign_in_rows(hubspot.seed)
-        app = create_app(config, options=QuickstartOptions(
-            hubspot_name=f"the local HubSpot at {hubspot_url}", sign_in=sign_in,
-            access_log=True))
+        with _quiet_key_file_notice():  # the local HubSpot's tokens are not precious
+            app = create_app(config, options=QuickstartOptions(
+                hubspot_name=f"the local HubSpot at {hubspot_url}", sign_in=sign_in,
+                access_log=True))
     except BaseException:
         qs_sock.close()
         hs_sock.close()
