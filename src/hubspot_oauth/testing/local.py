@@ -84,6 +84,15 @@ _templates_lock = threading.Lock()
 _template_root: Path | None = None
 
 
+def _templates_folder() -> Path:
+    """The process's folder of template databases (removed at exit); lock held by caller."""
+    global _template_root
+    if _template_root is None or not _template_root.exists():
+        _template_root = Path(tempfile.mkdtemp(prefix="hubspot-oauth-templates-"))
+        atexit.register(_remove_templates)
+    return _template_root
+
+
 def _remove_templates() -> None:
     if _template_root is not None:
         shutil.rmtree(_template_root, ignore_errors=True)
@@ -115,7 +124,6 @@ def _copy_sqlite(source: Path, target: Path) -> None:
 
 def _template_for(settings: Any, create_app: Any) -> Path:
     """A migrated and seeded SQLite file for these seed-relevant settings, built once."""
-    global _template_root
     seed = Path(settings.seed_file) if settings.seed_file else None
     # An edited seed file gets a new template.
     key = (str(seed), seed.stat().st_mtime_ns if seed and seed.exists() else None,
@@ -123,12 +131,25 @@ def _template_for(settings: Any, create_app: Any) -> Path:
     with _templates_lock:
         if key in _templates and _templates[key].exists():
             return _templates[key]
-        if _template_root is None or not _template_root.exists():
-            _template_root = Path(tempfile.mkdtemp(prefix="hubspot-oauth-templates-"))
-            atexit.register(_remove_templates)
-        path = _template_root / f"template-{len(_templates)}.db"
+        path = _templates_folder() / f"template-{len(_templates)}.db"
         app = create_app(settings.replace(database_url=f"sqlite:///{path}"))
         _close_app(app)
+        _templates[key] = path
+        return path
+
+
+def _store_template() -> Path:
+    """An empty token-store SQLite file at the current schema revision, built once."""
+    with _templates_lock:
+        key = ("token-store",)
+        if key in _templates and _templates[key].exists():
+            return _templates[key]
+        from cryptography.fernet import Fernet
+
+        from ..client.store import TokenStore
+
+        path = _templates_folder() / "token-store.db"
+        TokenStore(f"sqlite:///{path}", encryption_keys=[Fernet.generate_key().decode()]).close()
         _templates[key] = path
         return path
 
@@ -349,13 +370,14 @@ class LocalHubSpotHandle:
 
         from ..client.store import TokenStore
 
-        kwargs: dict[str, Any] = {
-            "database_url": f"sqlite:///{self.directory / f'tokens-{len(self._stores)}.db'}",
-            "encryption_keys": [Fernet.generate_key().decode()],
-        }
+        kwargs: dict[str, Any] = {"encryption_keys": [Fernet.generate_key().decode()]}
         if follow_clock:
             kwargs["clock"] = self.now
         kwargs.update(options)
+        if kwargs.get("database_url") is None and kwargs.get("engine") is None:
+            path = self.directory / f"tokens-{len(self._stores)}.db"
+            _copy_sqlite(_store_template(), path)  # the schema, without running migrations
+            kwargs["database_url"] = f"sqlite:///{path}"
         if "client" not in kwargs:
             kwargs["client"] = self.oauth_client(follow_clock=follow_clock)
         store = TokenStore(**kwargs)
