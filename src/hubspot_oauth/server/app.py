@@ -13,7 +13,6 @@ import importlib.util
 import json
 import logging
 import uuid
-from pathlib import Path
 
 from sqlalchemy import exc as sa_exc
 from starlette.applications import Starlette
@@ -23,7 +22,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import api, control, metadata, token
+from . import api, control, metadata, openapi, token
 from .hubspot import LocalHubSpot
 from .settings import ServerSettings
 from .wire import CORRELATION_HEADER, HubSpotHTTPError, error_response, json_response
@@ -31,7 +30,6 @@ from .wire import CORRELATION_HEADER, HubSpotHTTPError, error_response, json_res
 __all__ = ["create_app"]
 
 log = logging.getLogger("hubspot_oauth.server")
-OPENAPI = Path(__file__).resolve().parent / "openapi.json"
 
 
 class HubSpotMiddleware:
@@ -108,11 +106,6 @@ async def _hubspot_error(request: Request, exc: Exception) -> Response:
     return error_response(request, exc)
 
 
-async def _openapi(request: Request) -> Response:
-    return Response(OPENAPI.read_bytes(), media_type="application/json",
-                    headers={"Cache-Control": "no-cache"})
-
-
 async def _index(request: Request) -> Response:
     hubspot: LocalHubSpot = request.app.state.hubspot
     return json_response(request, {
@@ -134,7 +127,7 @@ def create_app(settings: ServerSettings | None = None) -> Starlette:
     settings = settings or ServerSettings()
     hubspot = LocalHubSpot(settings)
     routes: list = [Route("/", _index, methods=["GET"]),
-                    Route("/openapi.json", _openapi, methods=["GET"])]
+                    *openapi.routes]  # GET /openapi.json (servers = the request's base URL)
     if importlib.util.find_spec(f"{__package__}.authorize") is not None:
         from . import authorize
 

@@ -37,7 +37,9 @@ def openapi_document(base_url: str | None = None) -> dict[str, Any]:
 
 
 async def openapi_json(request: Request) -> JSONResponse:
-    return JSONResponse(openapi_document(str(request.base_url)))
+    return JSONResponse(
+        openapi_document(str(request.base_url)), headers={"Cache-Control": "no-cache"}
+    )
 
 
 routes = [Route("/openapi.json", openapi_json, methods=["GET"], name="openapi")]
