@@ -35,6 +35,17 @@ def asgi_form_post(ctx: Context, row: dict[str, Any]) -> dict[str, Any]:
                                                    expect='"grant_type": "refresh_token"'))
 
 
+def asgi_sqlite_write(ctx: Context, row: dict[str, Any]) -> dict[str, Any]:
+    folder = ctx.work_dir(row["name"])
+    for leftover in folder.glob("limit.db*"):
+        leftover.unlink()
+    srv = server(row["name"], ctx.uvicorn("benchmarks.servers.asgi_raw:form_post_sqlite_write"),
+                 free_port(), {"BENCH_SQLITE_PATH": str(folder / "limit.db")})
+    with srv:
+        return measure_http(ctx, row, srv, Request("/oauth/v1/token", body=FORM,
+                                                   expect='"access_token"'))
+
+
 def _oidc_tokens(port: int) -> dict[str, Any]:
     """One real authorization-code flow through oidc-provider's dev interactions."""
     out = subprocess.run(["node", str(NODE / "get_oidc_tokens.mjs"), str(port)],

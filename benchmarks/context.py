@@ -15,6 +15,7 @@ from .process import ROOT, WORK, Request, Server, WrkSettings, redact, run_wrk, 
 from .report import summarize
 
 HTTP_KEYS = ("rps", "lat_p50_ms", "lat_p99_ms", "rss_peak_mb", "server_cpu_pct",
+             "server_cpu_ms_per_req",
              "wrk_cpu_pct", "other_cpu_pct", "steal_pct")
 
 

@@ -335,6 +335,8 @@ def run_wrk(server: Server, req: Request, settings: WrkSettings, duration: int,
         lat_p50_ms=r["lat_p50_us"] / 1000, lat_p99_ms=r["lat_p99_us"] / 1000,
         rss_peak_mb=round(rss.peak, 1),
         server_cpu_pct=round(100 * (c1 - c0) / CLK_TCK / wall, 1),
+        # CPU the server spent per answered request: robust to other load on the machine
+        server_cpu_ms_per_req=round(1000 * (c1 - c0) / CLK_TCK / max(1, r["requests"]), 3),
         wrk_cpu_pct=round(100 * wrk_cpu / wall, 1),
         other_cpu_pct=round(100 * other / CLK_TCK / wall, 1),
         steal_pct=round(100 * (st1 - st0) / CLK_TCK / wall, 1),

@@ -78,7 +78,8 @@ def _fmt(value: float | None, digits: int = 0) -> str:
 
 HTTP_HEADER = (
     "| scenario | what | req/s | req/s min–max | p50 ms | p99 ms | server RSS MB (peak) "
-    "| errors | runs |\n|---|---|---:|---:|---:|---:|---:|---:|---:|"
+    "| server CPU ms/req | server CPU % | errors | runs |\n"
+    "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 )
 
 
@@ -88,14 +89,15 @@ def http_table(rows: Sequence[Mapping[str, Any]]) -> str:
     for r in rows:
         if r.get("error"):
             lines.append(f"| `{r['name']}` | {r['what']} | FAILED: {_one_line(r['error'])} "
-                         "| | | | | | |")
+                         "| | | | | | | | |")
             continue
         m = r["median"]
         lo, hi = r["rps_min_max"]
         lines.append(
             f"| `{r['name']}` | {r['what']} | **{_fmt(m['rps'])}** | {_fmt(lo)}–{_fmt(hi)} "
             f"| {_fmt(m['lat_p50_ms'], 2)} | {_fmt(m['lat_p99_ms'], 2)} "
-            f"| {_fmt(m.get('rss_peak_mb'), 1)} | {r['errors']} | {len(r['runs'])} |"
+            f"| {_fmt(m.get('rss_peak_mb'), 1)} | {_fmt(m.get('server_cpu_ms_per_req'), 3)} "
+            f"| {_fmt(m.get('server_cpu_pct'))} | {r['errors']} | {len(r['runs'])} |"
         )
     return "\n".join(lines)
 
