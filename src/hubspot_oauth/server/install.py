@@ -8,8 +8,7 @@ code obey the same rules:
         # or parse_authorize_query(query_pairs, account_id) for a raw query string
     scope_request = check_authorize_request(app_registration_or_None, request)
     grant = check_install(scope_request, portal_access_or_None)   # -> InstallGrant
-    # AppRegistration / PortalAccess come from table rows via app_registration_from_row()
-    # and portal_access_from_row(portal_row, role); None when not found.
+    # app_registration_or_None / portal_access_or_None: None when unknown / not a member
     # store the code with grant.scopes, grant.hub_id, request.code_challenge(+_method)
 
 Each step raises `InstallError`; its `kind` names the rule, its `message` is HubSpot's
@@ -39,12 +38,10 @@ __all__ = [
     "AppRegistration",
     "AuthorizeRequest",
     "InstallError",
-    "INSTALLER_ROLES",
     "InstallGrant",
     "PortalAccess",
     "ScopeDescription",
     "ScopeRequest",
-    "app_registration_from_row",
     "authorization_redirect",
     "check_authorize_request",
     "check_install",
@@ -52,7 +49,6 @@ __all__ = [
     "describe_scope",
     "invalid_link",
     "parse_authorize_query",
-    "portal_access_from_row",
     "validate_redirect_url",
 ]
 
@@ -226,37 +222,6 @@ class InstallGrant:
     hub_id: int
     scopes: tuple[str, ...]
     dropped: tuple[str, ...]
-
-
-# Roles of the `portal_users` table that may install apps (reference §2.5, [CL-PERM]).
-INSTALLER_ROLES = frozenset({"super_admin", "marketplace"})
-
-
-def app_registration_from_row(row: Mapping[str, Any]) -> AppRegistration:
-    """An `AppRegistration` from a row of the `apps` table (models.py) or a like mapping."""
-    return AppRegistration(
-        client_id=row["client_id"],
-        name=row["name"],
-        description=row.get("description") or "",
-        redirect_urls=tuple(row.get("redirect_urls") or ()),
-        scopes=tuple(row.get("scopes") or ()),
-        optional_scopes=tuple(row.get("optional_scopes") or ()),
-        app_id=row.get("app_id"),
-    )
-
-
-def portal_access_from_row(row: Mapping[str, Any], role: str | None) -> PortalAccess:
-    """A `PortalAccess` from a row of the `portals` table and the user's `portal_users`
-    role there (``"super_admin"``, ``"marketplace"``, ``"none"``)."""
-    available = row.get("available_scopes")
-    return PortalAccess(
-        hub_id=int(row["hub_id"]),
-        hub_domain=row["hub_domain"],
-        name=row.get("name") or "",
-        may_install=role in INSTALLER_ROLES,
-        available_scopes=None if available is None else frozenset(available),
-        missing_scopes=frozenset(row.get("missing_scopes") or ()),
-    )
 
 
 # --- the rules ----------------------------------------------------------------------------
