@@ -113,9 +113,17 @@ def test_served_instance_uses_a_real_socket() -> None:
 
 def test_missing_extra_message_names_the_install_command() -> None:
     from hubspot_oauth.testing import MISSING_EXTRA_MESSAGE, ServerExtraMissingError
+    from hubspot_oauth.testing.local import _server_extra_required
 
     assert "pip install 'hubspot-oauth[testing]'" in MISSING_EXTRA_MESSAGE
     assert issubclass(ServerExtraMissingError, ImportError)
+    with pytest.raises(ServerExtraMissingError, match=r"\(missing: argon2\)"), \
+            _server_extra_required():
+        raise ModuleNotFoundError("No module named 'argon2.low_level'", name="argon2.low_level")
+    # Any other import failure is a bug to show as it is, not a missing extra.
+    with pytest.raises(ModuleNotFoundError) as caught, _server_extra_required():
+        raise ModuleNotFoundError("No module named 'nowhere'", name="nowhere")
+    assert not isinstance(caught.value, ServerExtraMissingError)
 
 
 # -- the transport --------------------------------------------------------------------------

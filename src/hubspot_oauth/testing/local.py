@@ -66,14 +66,29 @@ class ServerExtraMissingError(ImportError):
     """The ``server`` extra (needed to run the local HubSpot) is not installed."""
 
 
+# Top-level modules of the `server` extra (pyproject.toml).
+_SERVER_EXTRA = frozenset({"starlette", "uvicorn", "jinja2", "argon2", "itsdangerous",
+                           "multipart", "python_multipart"})
+
+
+@contextlib.contextmanager
+def _server_extra_required() -> Iterator[None]:
+    """Turn "No module named starlette" (or another module of the extra) into
+    `ServerExtraMissingError`; any other ImportError is a real bug and passes unchanged."""
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        missing = (exc.name or "").split(".")[0]
+        if missing not in _SERVER_EXTRA:
+            raise
+        raise ServerExtraMissingError(f"{MISSING_EXTRA_MESSAGE} (missing: {missing})") from exc
+
+
 def _server_modules() -> tuple[Any, Any, Any]:
     """(ServerSettings, create_app, ServerThread), or `ServerExtraMissingError`."""
-    try:
+    with _server_extra_required():
         from ..server import ServerSettings, create_app
         from ..server.runner import ServerThread
-    except ImportError as exc:
-        missing = getattr(exc, "name", None) or str(exc)
-        raise ServerExtraMissingError(f"{MISSING_EXTRA_MESSAGE} (missing: {missing})") from exc
     return ServerSettings, create_app, ServerThread
 
 
@@ -526,11 +541,12 @@ def local_hubspot(
             folder.mkdir(parents=True, exist_ok=True)
         settings.setdefault("control_api", True)
         base = server_settings_cls(**settings)
-        if base.database_url is None:
-            database = folder / "local-hubspot.db"
-            _copy_sqlite(_template_for(base, create_app), database)
-            base = base.replace(database_url=f"sqlite:///{database}")
-        app = create_app(base)
+        with _server_extra_required():  # argon2 and uvicorn are imported on first use
+            if base.database_url is None:
+                database = folder / "local-hubspot.db"
+                _copy_sqlite(_template_for(base, create_app), database)
+                base = base.replace(database_url=f"sqlite:///{database}")
+            app = create_app(base)
         stack.callback(_close_app, app)
         required = tuple(split_scopes(scopes))
         optional = tuple(split_scopes(optional_scopes))
@@ -550,5 +566,6 @@ def local_hubspot(
         )
         stack.callback(handle.close)
         if serve:
-            handle.serve()
+            with _server_extra_required():
+                handle.serve()
         yield handle

@@ -18,6 +18,7 @@ fixtures pays nothing, and works without the ``server`` extra (the fixtures then
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,20 +34,6 @@ def pytest_configure(config: pytest.Config) -> None:
         "hubspot(**options): options of the local HubSpot for the `hubspot` and "
         "`hubspot_server` fixtures (see hubspot_oauth.testing.local_hubspot).",
     )
-
-
-def _local_hubspot() -> Any:
-    """`local_hubspot`, or a failed fixture that says how to install what is missing."""
-    from .local import ServerExtraMissingError, _server_modules, local_hubspot
-
-    try:
-        _server_modules()
-    except ServerExtraMissingError as exc:
-        message = str(exc)
-    else:
-        return local_hubspot
-    # Outside the except block: one clear line, no chain of import tracebacks.
-    pytest.fail(message, pytrace=False)
 
 
 @pytest.fixture
@@ -67,11 +54,20 @@ def hubspot_options(request: pytest.FixtureRequest) -> dict[str, Any]:
 @pytest.fixture
 def hubspot(hubspot_options: dict[str, Any], tmp_path: Path) -> Iterator[Any]:
     """A local HubSpot in-process for this test (see `LocalHubSpotHandle`)."""
-    local_hubspot = _local_hubspot()
+    from .local import ServerExtraMissingError, local_hubspot
+
     options = dict(hubspot_options)
     options.setdefault("directory", tmp_path / "local-hubspot")
-    with local_hubspot(**options) as handle:
-        yield handle
+    with contextlib.ExitStack() as stack:
+        try:
+            handle = stack.enter_context(local_hubspot(**options))
+        except ServerExtraMissingError as exc:
+            message = str(exc)
+        else:
+            yield handle
+            return
+    # Outside the except block: one clear line, no chain of import tracebacks.
+    pytest.fail(message, pytrace=False)
 
 
 @pytest.fixture
