@@ -262,3 +262,18 @@ def test_seed_file_option(tmp_path: Path) -> None:
     # The default seed is still what a plain instance gets.
     with local_hubspot() as hubspot:
         assert hubspot.connect().hub_id == 1234567
+
+
+def test_authorize_page_redirects_in_process_with_auto_approve() -> None:
+    # The whole browser leg through the transport: the app's own authorization URL, the
+    # 302 to its redirect URI with code and state, then the exchange.
+    with local_hubspot(auto_approve="admin@example.com") as hubspot:
+        client = hubspot.oauth_client()
+        with hubspot.http_client() as browser:
+            answer = browser.get(client.authorization_url(state="st-1"))
+        assert answer.status_code == 302
+        location = httpx.URL(answer.headers["location"])
+        assert str(location).startswith(hubspot.redirect_uri + "?")
+        assert location.params["state"] == "st-1"
+        token = client.exchange_code(location.params["code"])
+        assert token.hub_id == 1234567
