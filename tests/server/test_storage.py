@@ -1,0 +1,214 @@
+"""Storage on SQLite and PostgreSQL: schema, digests at rest, atomic single use under
+concurrency (also between two servers on one database), shared clock, database failures."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from hubspot_oauth.server import DatabaseSchemaError, ServerSettings, create_app
+from hubspot_oauth.server.hubspot import LocalHubSpot
+from hubspot_oauth.server.models import SCHEMA_REVISION, VERSION_TABLE, metadata
+from hubspot_oauth.server.storage import current_revision, make_engine, upgrade
+from hubspot_oauth.server.wire import OAuthError
+
+from .conftest import ACME, ADMIN, CLIENT, REDIRECT
+
+
+@pytest.fixture
+def servers(database_url: str) -> Iterator[Callable[..., LocalHubSpot]]:
+    """LocalHubSpot instances on `database_url` (each with its own engine and caches, as
+    separate processes would have)."""
+    made: list[LocalHubSpot] = []
+
+    def make(**settings: Any) -> LocalHubSpot:
+        hubspot = LocalHubSpot(ServerSettings(database_url=database_url, **settings))
+        made.append(hubspot)
+        return hubspot
+
+    yield make
+    for hubspot in made:
+        hubspot.close()
+
+
+def _code(hubspot: LocalHubSpot) -> str:
+    return hubspot.issue_code(client_id=CLIENT["client_id"], redirect_uri=REDIRECT,
+                              user_email=ADMIN, hub_id=ACME,
+                              scopes=["crm.objects.contacts.read"])
+
+
+def _race(calls: list[Callable[[], Any]]) -> list[Any]:
+    """Run the calls in threads released together; each result or raised exception."""
+    barrier = threading.Barrier(len(calls))
+    results: list[Any] = [None] * len(calls)
+
+    def run(i: int) -> None:
+        barrier.wait(timeout=30)
+        try:
+            results[i] = calls[i]()
+        except Exception as exc:  # noqa: BLE001 - the test inspects it
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    return results
+
+
+def test_schema_is_created_and_checked(database_url: str) -> None:
+    engine = make_engine(database_url)
+    try:
+        assert current_revision(engine) is None
+        assert upgrade(database_url) == SCHEMA_REVISION
+        assert current_revision(engine) == SCHEMA_REVISION
+        assert upgrade(database_url) == SCHEMA_REVISION  # idempotent
+        tables = set(sa.inspect(engine).get_table_names())
+        assert set(metadata.tables) <= tables
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"UPDATE {VERSION_TABLE} SET version_num = '0000_old'"))  # noqa: S608
+    finally:
+        engine.dispose()
+    with pytest.raises(DatabaseSchemaError) as info:
+        create_app(ServerSettings(database_url=database_url))
+    message = str(info.value)
+    assert "is at local HubSpot schema revision '0000_old'" in message
+    assert f"needs '{SCHEMA_REVISION}'" in message
+    assert "run `hubspot-oauth db upgrade`" in message
+
+
+def test_codes_tokens_and_secrets_are_stored_only_as_digests(servers) -> None:
+    hubspot = servers()
+    code = _code(hubspot)
+    tokens = hubspot.exchange_code(**CLIENT, code=code, redirect_uri=REDIRECT)
+    secrets = [code, tokens["access_token"], tokens["refresh_token"], CLIENT["client_secret"],
+               "password"]
+    dump = []
+    with hubspot.engine.connect() as conn:
+        for table in metadata.sorted_tables:
+            for row in conn.execute(sa.select(table)):
+                dump.append(repr(tuple(row)))
+    text = "\n".join(dump)
+    for secret in secrets:
+        assert secret not in text
+    assert repr(tokens["hub_id"]) in text  # the dump did read the rows
+
+
+def test_twenty_concurrent_redemptions_one_success(servers) -> None:
+    first, second = servers(), servers()
+    code = _code(first)
+    calls = [
+        (lambda h=h: h.exchange_code(**CLIENT, code=code, redirect_uri=REDIRECT))
+        for h in [first, second] * 10
+    ]
+    results = _race(calls)
+    wins = [r for r in results if isinstance(r, dict)]
+    losses = [r for r in results if isinstance(r, OAuthError)]
+    assert len(wins) == 1, results
+    assert len(losses) == 19, results
+    assert {e.status for e in losses} == {"BAD_AUTH_CODE"}
+    # The replays revoked what the code produced (RFC 6749 §4.1.2).
+    with pytest.raises(OAuthError) as info:
+        first.refresh(**CLIENT, refresh_token=wins[0]["refresh_token"])
+    assert info.value.status == "BAD_REFRESH_TOKEN"
+    stats = first.stats()["token"]["authorization_code"]
+    assert stats == {"ok": 1, "error": 19}
+
+
+def test_concurrent_refresh_with_rotation_has_one_winner(servers) -> None:
+    first = servers(refresh_token_rotation="rotate")
+    second = servers(refresh_token_rotation="rotate")
+    tokens = first.exchange_code(**CLIENT, code=_code(first), redirect_uri=REDIRECT)
+    results = _race([
+        (lambda h=h: h.refresh(**CLIENT, refresh_token=tokens["refresh_token"]))
+        for h in [first, second] * 5
+    ])
+    wins = [r for r in results if isinstance(r, dict)]
+    assert len(wins) == 1, results
+    assert all(isinstance(r, OAuthError) and r.status == "BAD_REFRESH_TOKEN"
+               for r in results if not isinstance(r, dict))
+    # The winner's new refresh token works.
+    assert first.refresh(**CLIENT, refresh_token=wins[0]["refresh_token"])
+
+
+def test_concurrent_refresh_without_rotation_all_succeed(servers) -> None:
+    first, second = servers(), servers()
+    tokens = first.exchange_code(**CLIENT, code=_code(first), redirect_uri=REDIRECT)
+    results = _race([
+        (lambda h=h: h.refresh(**CLIENT, refresh_token=tokens["refresh_token"]))
+        for h in [first, second] * 5
+    ])
+    assert all(isinstance(r, dict) for r in results), results
+    assert {r["refresh_token"] for r in results} == {tokens["refresh_token"]}
+    assert len({r["access_token"] for r in results}) == 10
+
+
+def test_two_servers_on_one_database_act_as_one(servers) -> None:
+    first, second = servers(), servers()
+    tokens = first.exchange_code(**CLIENT, code=_code(first), redirect_uri=REDIRECT)
+    # An app registered through one is known to the other (shared generation counter).
+    _, client_id, secret = second.create_app_registration(
+        name="Later", redirect_urls=[REDIRECT], scopes=["crm.objects.contacts.read"])
+    code = first.issue_code(client_id=client_id, redirect_uri=REDIRECT, user_email=ADMIN,
+                            scopes=["crm.objects.contacts.read"])
+    assert second.exchange_code(client_id=client_id, client_secret=secret, code=code,
+                                redirect_uri=REDIRECT)["hub_id"] == ACME
+    # The clock, faults and uninstalls are shared.
+    second.clock.advance(1801)
+    assert first.access_token_info(tokens["access_token"]) is None
+    first.clock.reset()
+    assert second.access_token_info(tokens["access_token"]) is not None
+    first.faults.add(endpoint="api", fault="rate_limit")
+    assert second.faults.take("api").fault == "rate_limit"
+    assert first.faults.take("api") is None
+    second.uninstall(app_id=1, hub_id=ACME)
+    with pytest.raises(OAuthError):
+        first.refresh(**CLIENT, refresh_token=tokens["refresh_token"])
+
+
+def test_a_second_server_does_not_reseed(servers) -> None:
+    first = servers()
+    _, client_id, _ = first.create_app_registration(
+        name="Kept", redirect_urls=[REDIRECT], scopes=["oauth"])
+    second = servers()
+    assert second.app(client_id) is not None
+    assert [a.app_id for a in second.list_apps()] == [1, 2]
+
+
+@pytest.mark.anyio
+async def test_database_failure_is_503_in_hubspots_shape(sqlite_url: str,
+                                                         unused_port: int) -> None:
+    app = create_app(ServerSettings(database_url=sqlite_url))
+    hubspot = app.state.hubspot
+    path = sqlite_url.removeprefix("sqlite:///")
+    engines = {
+        "read-only": make_engine(f"sqlite:///file:{path}?mode=ro&uri=true"),
+        "unreachable": sa.create_engine(
+            f"postgresql+psycopg://nobody@127.0.0.1:{unused_port}/nothing",
+            connect_args={"connect_timeout": 2}),
+    }
+    original = hubspot.engine
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url="http://local-hubspot.test") as client:
+            for name, engine in engines.items():
+                hubspot.engine = hubspot.clock._engine = hubspot.faults._engine = engine
+                response = await client.post("/oauth/v3/token", data={
+                    "grant_type": "refresh_token", **CLIENT,
+                    "refresh_token": "na1-0000-0000-0000-0000-000000000000"})
+                assert response.status_code == 503, (name, response.text)
+                body = response.json()
+                assert body["category"] == "SERVICE_UNAVAILABLE"
+                assert body["correlationId"] == response.headers["x-hubspot-correlation-id"]
+                assert "database is unavailable" in body["message"]
+    finally:
+        hubspot.engine = hubspot.clock._engine = hubspot.faults._engine = original
+        for engine in engines.values():
+            engine.dispose()
+        hubspot.close()
