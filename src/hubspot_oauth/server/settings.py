@@ -65,6 +65,9 @@ class ServerSettings:
     * `reject_unbound_code_verifier` - a `code_verifier` sent for a code that had no
       `code_challenge` is refused (RFC 9700 §4.8, PKCE downgrade).
     * `max_body_bytes` - request bodies above this get 413.
+    * `api_auth` - False: the sample API answers without a bearer token, as the seed's first
+      app in its first portal with all of that app's scopes (a baseline for benchmarks and
+      demos; rate limit and stats still apply). Default True.
 
     Raises `ConfigurationError` for a value out of range.
     """
@@ -85,6 +88,7 @@ class ServerSettings:
     revoke_cascades: bool = True
     reject_unbound_code_verifier: bool = True
     max_body_bytes: int = 64 * 1024
+    api_auth: bool = True
 
     def __post_init__(self) -> None:
         if self.refresh_token_rotation not in ROTATION_MODES:
