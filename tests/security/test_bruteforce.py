@@ -1,11 +1,10 @@
 """The brute-force guard's rules (pure logic, injected clock): free failures, exponential
-lockout with a cap, per-key independence, the window, success clearing, bounded memory,
-and the dummy-hash password check that makes an unknown user cost a real verify."""
+lockout with a cap, per-key independence, the window, success clearing, bounded memory.
+The routes' use of it is in test_bruteforce_routes.py."""
 
 from __future__ import annotations
 
 import pytest
-from argon2 import PasswordHasher
 
 from hubspot_oauth.server import bruteforce
 from hubspot_oauth.server.bruteforce import (
@@ -14,7 +13,6 @@ from hubspot_oauth.server.bruteforce import (
     Policy,
     login_keys,
     token_keys,
-    verify_password_or_dummy,
 )
 
 
@@ -147,33 +145,3 @@ def test_locked_message_is_friendly() -> None:
         "Too many sign-in attempts. Wait 1 second and try again."
     )
     assert "Wait 8 seconds" in bruteforce.locked_message(7.01)
-
-
-class CountingHasher(PasswordHasher):
-    """argon2's own hasher, recording each hash it verifies against."""
-
-    def __init__(self) -> None:
-        # Small parameters keep the test fast; the rule is the same.
-        super().__init__(time_cost=1, memory_cost=1024, parallelism=1)
-        self.verified: list[str] = []
-
-    def verify(self, hash: str | bytes, password: str | bytes) -> bool:  # noqa: A002
-        self.verified.append(hash if isinstance(hash, str) else hash.decode())
-        return super().verify(hash, password)
-
-
-def test_dummy_verify_runs_a_real_argon2_verify_for_unknown_users() -> None:
-    hasher = CountingHasher()
-    stored = hasher.hash("password")
-    assert verify_password_or_dummy(hasher, stored, "password") is True
-    assert verify_password_or_dummy(hasher, stored, "wrong") is False
-    assert verify_password_or_dummy(hasher, "not-a-hash", "password") is False
-
-    hasher.verified.clear()
-    # Unknown user: still exactly one argon2 verify, against a hash of the same parameters.
-    assert verify_password_or_dummy(hasher, None, "password") is False
-    assert len(hasher.verified) == 1
-    assert hasher.verified[0].startswith("$argon2id$v=19$m=1024,t=1,p=1$")
-    # Even the dummy's own password does not log anyone in.
-    dummy_password = "not a password: dummy for unknown users"
-    assert verify_password_or_dummy(hasher, None, dummy_password) is False

@@ -31,6 +31,8 @@ Usage::
     guard.failure(*keys) or guard.success(*keys)
 
 The clock is `time.monotonic` seconds unless another is injected (tests inject one).
+Password checks themselves (argon2, a dummy hash for unknown e-mails so both cost the
+same) are `hubspot.verify_password`'s.
 """
 
 from __future__ import annotations
@@ -56,8 +58,8 @@ __all__ = [
     "Verdict",
     "locked_message",
     "login_keys",
+    "guard_for",
     "token_keys",
-    "verify_password_or_dummy",
 ]
 
 # The login page shows one message for an unknown e-mail and a wrong password.
@@ -299,41 +301,19 @@ def default_guard(**kwargs: object) -> BruteForceGuard:
     return BruteForceGuard(login, policies=policies, **kwargs)  # type: ignore[arg-type]
 
 
+def guard_for(state: object) -> BruteForceGuard:
+    """The app's one guard, ``app.state.bruteforce`` (made by `default_guard` on first use),
+    shared by the login form and every endpoint that authenticates clients. Tests may
+    replace it, e.g. with ``BruteForceGuard(enabled=False)``."""
+    guard = getattr(state, "bruteforce", None)
+    if guard is None:
+        guard = default_guard()
+        state.bruteforce = guard  # type: ignore[attr-defined]
+    return guard
+
+
 def locked_message(retry_after: float) -> str:
     """The friendly text of the login page's lockout, e.g. "… Wait 8 seconds …"."""
     seconds = max(1, math.ceil(retry_after))
     unit = "second" if seconds == 1 else "seconds"
     return LOCKED_LOGIN_MESSAGE.format(seconds=f"{seconds} {unit}")
-
-
-_DUMMY_HASHES: dict[tuple[object, ...], str] = {}
-_DUMMY_LOCK = threading.Lock()
-
-
-def verify_password_or_dummy(hasher: object, stored_hash: str | None, password: str) -> bool:
-    """Check `password` against `stored_hash` with an argon2-cffi `PasswordHasher`.
-
-    When the user is unknown (`stored_hash` None) the same hasher verifies against a
-    dummy hash made with the same parameters and the answer is False, so an unknown
-    e-mail costs the same work as a wrong password (no user enumeration by timing).
-    Never raises for a wrong or malformed hash: returns False.
-    """
-    from argon2.exceptions import Argon2Error, InvalidHashError
-
-    target = stored_hash
-    if target is None:
-        with _DUMMY_LOCK:
-            # One dummy per parameter set, so its verify costs what a real one costs.
-            params = tuple(
-                getattr(hasher, name, None)
-                for name in ("time_cost", "memory_cost", "parallelism", "hash_len", "type")
-            )
-            target = _DUMMY_HASHES.get(params)
-            if target is None:
-                target = hasher.hash("not a password: dummy for unknown users")  # type: ignore[attr-defined]
-                _DUMMY_HASHES[params] = target
-    try:
-        ok = bool(hasher.verify(target, password))  # type: ignore[attr-defined]
-    except (Argon2Error, InvalidHashError, ValueError, TypeError):
-        ok = False
-    return ok and stored_hash is not None

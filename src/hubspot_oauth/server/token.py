@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from .bruteforce import BruteForceGuard, Verdict, guard_for, token_keys
 from .faults import Fault
 from .wire import (
     CORRELATION_HEADER,
@@ -85,6 +86,35 @@ def client_credentials(request: Request, form: dict[str, str]) -> tuple[str, str
     if not client_secret:
         raise OAuthError("invalid_client", "BAD_CLIENT_SECRET", "missing client_secret")
     return client_id, client_secret
+
+
+def client_guard(
+    request: Request, client_id: str
+) -> tuple[BruteForceGuard, tuple[str, ...]]:
+    """The brute-force guard and this client authentication's keys (the `client_id` and
+    the remote address; RFC 6749 §10.10, see bruteforce.py)."""
+    remote = request.client.host if request.client else None
+    return guard_for(request.app.state), token_keys(client_id, remote)
+
+
+def locked_response(request: Request, verdict: Verdict) -> Response:
+    """429 in HubSpot's rate-limit shape, before the credentials are even looked at."""
+    exc = HubSpotHTTPError(
+        429, "RATE_LIMITS",
+        "Too many failed client authentications for this client_id (or from this address); "
+        f"try again in {verdict.retry_after_header} seconds.",
+        extra={"errorType": "RATE_LIMIT", "policyName": "FAILED_CLIENT_AUTHENTICATION"},
+        headers={"Retry-After": verdict.retry_after_header, **NO_STORE})
+    return error_response(request, exc)
+
+
+def record_client_auth(guard: BruteForceGuard, keys: tuple[str, ...],
+                       error: HubSpotHTTPError | None) -> None:
+    """Count a failed client authentication (``invalid_client``); a success clears."""
+    if error is None:
+        guard.success(*keys)
+    elif getattr(error, "error", None) == "invalid_client":
+        guard.failure(*keys)
 
 
 async def take_fault(request: Request, endpoint: str) -> Fault | None:
@@ -170,6 +200,11 @@ def _token_endpoint(version: str):  # noqa: ANN202
         except HubSpotHTTPError as exc:
             await run_in_threadpool(hubspot.count, "token", _grant_key(grant_type), "error")
             return error_response(request, exc)
+        guard, keys = client_guard(request, client_id)
+        verdict = guard.check(*keys)
+        if not verdict.allowed:
+            await run_in_threadpool(hubspot.count, "token", grant_type, "error")
+            return locked_response(request, verdict)
 
         fault = await take_fault(request, "token")
         if fault is not None:
@@ -180,7 +215,9 @@ def _token_endpoint(version: str):  # noqa: ANN202
         try:
             payload = await run_in_threadpool(call)
         except HubSpotHTTPError as exc:
+            record_client_auth(guard, keys, exc)
             return error_response(request, exc)
+        record_client_auth(guard, keys, None)
         if version != "v1":
             payload["token_use"] = "access_token"
         return json_response(request, payload, 200, NO_STORE)
