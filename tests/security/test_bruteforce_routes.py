@@ -233,3 +233,22 @@ async def test_unknown_accounts_lock_exactly_like_known_ones(browser: Browser) -
         answers[email] = statuses
     assert answers["admin@example.com"] == answers["ghost@example.com"]
     assert answers["ghost@example.com"][-1][0] == 429
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("action", ["introspect", "revoke"])
+async def test_introspect_and_revoke_share_the_client_lockout(
+    hubspot: LocalHubSpotHandle, action: str
+) -> None:
+    async with _client(hubspot, ATTACKER) as attacker:
+        for _ in range(10):
+            response = await attacker.post(f"/oauth/v3/token/{action}", data={
+                "client_id": hubspot.client_id, "client_secret": "wrong", "token": "Cxyz"})
+            assert assert_hubspot_error(response, 400)["error"] == "invalid_client"
+        # Locked on every endpoint that authenticates this client.
+        for path in (f"/oauth/v3/token/{action}", "/oauth/2026-03/token/introspect"):
+            response = await attacker.post(path, data={
+                "client_id": hubspot.client_id, "client_secret": hubspot.client_secret,
+                "token": "Cxyz"})
+            assert_hubspot_error(response, 429)
+        assert (await _token(attacker, hubspot, hubspot.client_secret)).status_code == 429

@@ -17,7 +17,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .token import client_credentials, fault_response, read_params, take_fault
+from .token import (
+    client_credentials,
+    client_guard,
+    fault_response,
+    locked_response,
+    read_params,
+    record_client_auth,
+    take_fault,
+)
 from .wire import (
     CORRELATION_HEADER,
     NO_STORE,
@@ -101,6 +109,11 @@ def _introspection_endpoint(version: str, action: str):  # noqa: ANN202
         except HubSpotHTTPError as exc:
             await run_in_threadpool(hubspot.count, action, "", "error")
             return error_response(request, exc)
+        guard, keys = client_guard(request, client_id)
+        verdict = guard.check(*keys)
+        if not verdict.allowed:
+            await run_in_threadpool(hubspot.count, action, "", "error")
+            return locked_response(request, verdict)
         fault = await take_fault(request, action)
         if fault is not None:
             answer = fault_response(request, fault)
@@ -113,7 +126,9 @@ def _introspection_endpoint(version: str, action: str):  # noqa: ANN202
                 lambda: method(client_id=client_id, client_secret=client_secret, token=token,
                                token_type_hint=hint))
         except HubSpotHTTPError as exc:
+            record_client_auth(guard, keys, exc)
             return error_response(request, exc)
+        record_client_auth(guard, keys, None)
         if action == "revoke":
             return Response(b"", status_code=200,
                             headers={CORRELATION_HEADER: correlation_id(request), **NO_STORE})
