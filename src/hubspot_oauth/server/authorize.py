@@ -37,7 +37,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from .bruteforce import default_guard, locked_message, login_keys
+from .bruteforce import guard_for, locked_message, login_keys
 from .install import (
     AppRegistration,
     AuthorizeRequest,
@@ -255,12 +255,8 @@ def _signed_in_user(request: Request, session: _Session) -> Any:
 
 
 def _login_guard(request: Request) -> Any:
-    state = request.app.state
-    guard = getattr(state, "bruteforce", None) or getattr(state, "login_guard", None)
-    if guard is None:
-        guard = default_guard()
-        state.login_guard = guard
-    return guard
+    # The app's one guard, shared with the endpoints that authenticate clients.
+    return guard_for(request.app.state)
 
 
 # --- the flow -----------------------------------------------------------------------------
