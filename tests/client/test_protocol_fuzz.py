@@ -81,3 +81,45 @@ def test_response_parsers_raise_only_documented_errors(status, hdrs, data):
             parse()
         except HubSpotAPIError as exc:
             assert SECRET not in str(exc)
+
+
+scope_names = st.text(
+    alphabet=st.characters(whitelist_categories=("Ll", "Lu", "Nd"), whitelist_characters="._-"),
+    min_size=1,
+    max_size=30,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(scope_names, min_size=1, max_size=5, unique=True),
+    st.lists(scope_names, max_size=5, unique=True),
+    st.text(min_size=1, max_size=60).filter(lambda s: s.strip()),
+)
+def test_authorization_url_round_trips_any_scopes_and_state(required, optional, state):
+    from urllib.parse import parse_qs, urlsplit
+
+    from hubspot_oauth import Endpoints
+
+    try:
+        state.encode("utf-8")
+    except UnicodeEncodeError:
+        return
+    optional = [s for s in optional if s not in required]
+    url = protocol.authorization_url(
+        Endpoints(),
+        client_id="id",
+        redirect_uri="https://example.com/cb",
+        scopes=required,
+        optional_scopes=optional,
+        state=state,
+    )
+    raw = urlsplit(url).query
+    assert " " not in raw and "+" not in raw
+    query = parse_qs(raw, keep_blank_values=True)
+    assert query["state"] == [state]
+    assert query["scope"][0].split(" ") == required
+    if optional:
+        assert query["optional_scope"][0].split(" ") == optional
+    else:
+        assert "optional_scope" not in query

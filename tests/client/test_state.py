@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hubspot_oauth import (
     ConfigurationError,
@@ -183,3 +185,23 @@ def test_plain_postgresql_urls_use_psycopg_3(postgres_url):
     with StateStore(plain) as states:
         assert states.consume(states.issue({"a": 1})) == {"a": 1}
         assert "psycopg" in states.url and "password" not in states.url.lower()
+
+
+json_payloads = st.dictionaries(
+    st.text(max_size=10),
+    st.recursive(
+        st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=20),
+        lambda inner: (
+            st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+        ),
+        max_leaves=10,
+    ),
+    max_size=5,
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(json_payloads)
+def test_any_json_payload_comes_back_unchanged(payload):
+    with StateStore() as states:
+        assert states.consume(states.issue(payload)) == payload
