@@ -89,6 +89,13 @@ def test_login_json_account_id_and_key(local_hubspot: LocalHubSpot, monkeypatch)
     assert data["key"] == "globex" and data["hub_id"] == 7654321
     assert data["hub_domain"] == "globex.example.com"
     assert "/oauth/7654321/authorize" in browser.urls[0]
+    # At once again, on the same port (its previous connections are in TIME_WAIT).
+    browser = FakeBrowser()
+    monkeypatch.setattr("hubspot_oauth.cli.login.webbrowser.open", browser.open)
+    again = _invoke(["login", "--json", "--timeout", "30"], local_hubspot.env())
+    browser.join()
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["key"] == "1234567"
 
 
 def test_login_no_browser_prints_the_url(local_hubspot: LocalHubSpot) -> None:
@@ -211,3 +218,23 @@ def test_flags_win_over_environment(local_hubspot: LocalHubSpot, monkeypatch, fl
     browser.join()
     assert result.exit_code == 1
     assert TokenStore(local_hubspot.tokens_url).connections() == []
+
+
+def test_port_with_connections_in_time_wait_is_reusable(local_hubspot, monkeypatch) -> None:
+    """A login right after another: the first one's closed connections linger in TIME_WAIT
+    on the redirect URI's port; only a listening program may block it."""
+    port = urlsplit(local_hubspot.redirect_uri).port
+    with socket.socket() as listener:  # stands in for the previous login's listener
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", port))
+        listener.listen()
+        client = socket.create_connection(("127.0.0.1", port))
+        accepted, _ = listener.accept()
+        accepted.close()  # the server side closes first: its end goes to TIME_WAIT
+        client.recv(1)
+        client.close()
+    browser = FakeBrowser()
+    monkeypatch.setattr("hubspot_oauth.cli.login.webbrowser.open", browser.open)
+    result = _invoke(["login", "--timeout", "30"], local_hubspot.env())
+    browser.join()
+    assert result.exit_code == 0, result.output

@@ -49,7 +49,9 @@ class _Outcome:
 class _CallbackServer(HTTPServer):
     """Serves exactly one path, the redirect URI's; one request at a time."""
 
-    allow_reuse_address = False  # a port someone else listens on must fail to bind
+    # SO_REUSEADDR: a second login right after the first must not trip over the first
+    # one's TIME_WAIT connections; Linux still refuses a port another socket listens on.
+    allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], family: int, path: str, handle: Any) -> None:
         self.address_family = family
