@@ -127,7 +127,15 @@ def _close_app(app: Any) -> None:
 
 
 def _copy_sqlite(source: Path, target: Path) -> None:
-    """A consistent copy of a SQLite database, WAL content included (SQLite backup API)."""
+    """A consistent copy of a closed SQLite database.
+
+    A template is closed after it is built, so its WAL is checkpointed and gone and a plain
+    file copy is consistent (and ten times faster than the backup API); if a WAL is left
+    over, the SQLite backup API copies its content too."""
+    wal = source.with_name(source.name + "-wal")
+    if not wal.exists() or wal.stat().st_size == 0:
+        shutil.copyfile(source, target)
+        return
     src = sqlite3.connect(source)
     dst = sqlite3.connect(target)
     try:
