@@ -129,6 +129,8 @@ class StormResult:
     results: list[list[Any]] = field(default_factory=list)
     hung: int = 0
     wall_seconds: float = 0.0
+    startup_seconds: float = 0.0
+    exited_seconds: float = 0.0
     exit_codes: list[int | None] = field(default_factory=list)
     stderr: str = ""
 
@@ -191,6 +193,7 @@ def run_storm(
     }
     workers: list[tuple[subprocess.Popen[bytes], Path, Path]] = []
     result = StormResult(processes=processes, threads=threads, keys=keys)
+    launched = time.monotonic()
     try:
         for index in range(processes):
             ready, out = workdir / f"ready-{index}", workdir / f"out-{index}.json"
@@ -205,11 +208,14 @@ def run_storm(
             if failed or time.monotonic() > deadline:
                 break
             time.sleep(0.02)
+        ready_at = time.monotonic()
+        result.startup_seconds = ready_at - launched
         go.touch()
         deadline = time.monotonic() + RUN_TIMEOUT
         for process, _, _ in workers:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        result.exited_seconds = time.monotonic() - ready_at
     finally:
         for process, _, _ in workers:
             if process.poll() is None:

@@ -47,17 +47,24 @@ def _alembic_config(connection: sa.Connection):  # -> alembic.config.Config
 
 
 def current_revision(connection: sa.Connection) -> str | None:
-    """The revision recorded in ``hubspot_oauth_store_version``, or None when absent."""
-    from alembic.runtime.migration import MigrationContext
+    """The revision recorded in ``hubspot_oauth_store_version``, or None when absent.
 
-    context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
-    return context.get_current_revision()
+    Plain SQL, no Alembic import: every app process checks this when it opens a store, and
+    the common answer ("current") should cost two small queries."""
+    if not sa.inspect(connection).has_table(VERSION_TABLE):
+        return None
+    version = sa.table(VERSION_TABLE, sa.column("version_num"))
+    rows = connection.execute(sa.select(version.c.version_num)).scalars().all()
+    if len(rows) > 1:
+        raise SchemaOutdatedError(
+            f"{VERSION_TABLE} holds several revisions ({', '.join(sorted(rows))}): the "
+            f"database was migrated by diverging versions of hubspot-oauth"
+        )
+    return rows[0] if rows else None
 
 
 def schema_status(connection: sa.Connection) -> SchemaStatus:
     """``"empty"`` (none of our tables), ``"current"``, ``"behind"`` or ``"ahead"``."""
-    from alembic.script import ScriptDirectory
-
     revision = current_revision(connection)
     if revision is None:
         from .tables import metadata
@@ -67,6 +74,8 @@ def schema_status(connection: sa.Connection) -> SchemaStatus:
         return "empty" if not ours else "behind"
     if revision == HEAD:
         return "current"
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory.from_config(_alembic_config(connection))
     known = {rev.revision for rev in script.walk_revisions()}
     return "behind" if revision in known else "ahead"
