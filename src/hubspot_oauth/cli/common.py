@@ -76,7 +76,7 @@ def console() -> Any:
     """A rich console on stdout (wide when not a terminal, so tables do not wrap)."""
     from rich.console import Console
 
-    return Console(width=None if sys.stdout.isatty() else 160, highlight=False)
+    return Console(width=None if sys.stdout.isatty() else 160, highlight=False, soft_wrap=True)
 
 
 def err_console() -> Any:
