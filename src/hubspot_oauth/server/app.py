@@ -30,6 +30,10 @@ from .wire import CORRELATION_HEADER, HubSpotHTTPError, error_response, json_res
 __all__ = ["create_app"]
 
 log = logging.getLogger("hubspot_oauth.server")
+# Request header limits (431 beyond them), as common proxies set them: a bearer token is
+# at most ~300 characters (reference §5) and a browser's cookies a few KB.
+MAX_HEADERS = 100
+MAX_HEADER_BYTES = 32 * 1024
 
 
 class HubSpotMiddleware:
@@ -58,6 +62,20 @@ class HubSpotMiddleware:
                 message["headers"] = headers
             await send(message)
 
+        headers = scope.get("headers") or []
+        if len(headers) > MAX_HEADERS or sum(len(k) + len(v) for k, v in headers) > (
+                MAX_HEADER_BYTES):
+            # uvicorn's httptools parser buffers headers of any size: refuse them here.
+            error = HubSpotHTTPError(
+                431, "VALIDATION_ERROR",
+                f"Request headers too large: at most {MAX_HEADERS} headers and "
+                f"{MAX_HEADER_BYTES} bytes in all.")
+            body = json.dumps(error.body(cid)).encode()
+            await send_with_id({"type": "http.response.start", "status": 431,
+                                "headers": [(b"content-type", b"application/json;charset=utf-8"),
+                                            (b"content-length", str(len(body)).encode())]})
+            await send_with_id({"type": "http.response.body", "body": body})
+            return
         try:
             await self.app(scope, receive, send_with_id)
         except Exception as exc:  # noqa: BLE001 - the last line of defence: never a traceback
