@@ -304,8 +304,10 @@ class LocalHubSpotHandle:
         return self.server.clock.now()
 
     def advance(self, seconds: float) -> datetime:
-        """Move the server's clock forward by `seconds` (codes and access tokens age with it;
-        the client's own clock does not move). Returns the new server time."""
+        """Move the server's clock forward by `seconds` (negative: back). Codes, access
+        tokens and rate-limit windows age with it, and so do the clients of `oauth_client()`
+        and `token_store()`; clients you built yourself keep real time. Returns the new
+        server time (aware UTC). Raises `ValueError` beyond 100 years."""
         self.server.clock.advance(seconds)
         return self.server.clock.now()
 
@@ -313,15 +315,18 @@ class LocalHubSpotHandle:
         """Make the next `times` calls to `endpoint` fail with `fault` (DESIGN §4 control API).
 
         `endpoint`: ``"token"``, ``"introspect"``, ``"revoke"`` or ``"api"``. `fault`:
-        ``"invalid_grant"``, ``"server_error"``, ``"rate_limit"``,
-        ``"expired_authentication"``, ``"delay"`` (with ``delay_ms=…``), and whatever else
-        the server's fault queue accepts; extra keyword options go to it unchanged.
+        ``"invalid_grant"``, ``"server_error"`` (500), ``"html_502"`` (a proxy's HTML page),
+        ``"rate_limit"`` (429 with ``Retry-After``), ``"expired_authentication"`` (API only),
+        ``"delay"`` (answers after ``delay_ms=…``). Faults queue in order. Raises
+        `ConfigurationError` for a fault the endpoint does not have.
         """
         self.server.faults.add(endpoint=endpoint, fault=fault, times=times, **options)
 
-    def uninstall(self, portal: int = DEFAULT_PORTAL) -> None:
-        """Uninstall this test's app from `portal`: its refresh tokens stop working."""
-        self.server.uninstall(app_id=self.app_id, hub_id=portal)
+    def uninstall(self, portal: int = DEFAULT_PORTAL) -> bool:
+        """Uninstall this test's app from `portal` (hub_id), as a customer does in HubSpot:
+        its refresh tokens then fail with ``BAD_REFRESH_TOKEN`` and its access tokens stop
+        working. Returns False when the app was not installed there."""
+        return bool(self.server.uninstall(app_id=self.app_id, hub_id=portal))
 
     def stats(self) -> dict[str, Any]:
         """Call counts by endpoint, grant type and outcome (``GET /_emulator/stats``)."""
