@@ -208,6 +208,7 @@ def test_fail_next_queues_faults(run_user_tests) -> None:
 
 REQUESTS_AND_SDK = src(
     '''
+    import os
     import subprocess
     import sys
 
@@ -282,6 +283,23 @@ REQUESTS_AND_SDK = src(
         )
         assert out.stdout.strip() == "1234567"
 
+    def test_a_subprocess_configured_from_the_environment(hubspot_server):
+        # Code that reads DESIGN's HUBSPOT_* settings, in another process.
+        script = (
+            "import sys\\n"
+            "from hubspot_oauth import OAuthClient\\n"
+            "token = OAuthClient.from_env().exchange_code(sys.argv[1])\\n"
+            "print(token.hub_id, ' '.join(token.scopes))\\n"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", script, hubspot_server.authorize()],
+            env={**os.environ, **hubspot_server.environ()},
+            capture_output=True, text=True, timeout=60, check=True,
+        )
+        hub_id, scopes = out.stdout.split(" ", 1)
+        assert hub_id == "1234567"
+        assert "crm.objects.contacts.read" in scopes.split()
+
     def test_both_fixtures_are_one_server(hubspot, hubspot_server):
         assert hubspot is hubspot_server
         token = hubspot.connect()
@@ -300,7 +318,7 @@ REQUESTS_AND_SDK = src(
 
 def test_hubspot_server_serves_requests_sdk_and_subprocesses(run_user_tests) -> None:
     result = run_user_tests({"test_socket": REQUESTS_AND_SDK})
-    result.assert_outcomes(passed=4)
+    result.assert_outcomes(passed=5)
 
 
 WITHOUT_SERVER_EXTRA = src(

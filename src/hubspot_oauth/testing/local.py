@@ -430,6 +430,21 @@ class LocalHubSpotHandle:
             store.save(token, key=key)
         return token
 
+    def environ(self) -> dict[str, str]:
+        """The settings of DESIGN §3 for this server and app (``HUBSPOT_CLIENT_ID``,
+        ``HUBSPOT_CLIENT_SECRET``, ``HUBSPOT_REDIRECT_URI``, ``HUBSPOT_SCOPES``,
+        ``HUBSPOT_OPTIONAL_SCOPES``, ``HUBSPOT_BASE_URL``), for a subprocess or for code that
+        reads its configuration from the environment (`OAuthClient.from_env`). Meant for
+        `serve()`d instances: other processes cannot reach the in-process one."""
+        return {
+            "HUBSPOT_CLIENT_ID": self.client_id,
+            "HUBSPOT_CLIENT_SECRET": self.client_secret,
+            "HUBSPOT_REDIRECT_URI": self.redirect_uri,
+            "HUBSPOT_SCOPES": " ".join(self.scopes),
+            "HUBSPOT_OPTIONAL_SCOPES": " ".join(self.optional_scopes),
+            "HUBSPOT_BASE_URL": self.base_url,
+        }
+
     def http_client(self, **options: Any) -> Any:
         """An `httpx.Client` with `base_url` set and, in-process, the transport."""
         import httpx
