@@ -15,9 +15,10 @@ State between the pages:
   ``/oauth``) holds only the signed-in user and the CSRF secret. Every form carries that
   secret; a POST without the matching value gets a 403 page and changes nothing.
 
-Signing key: ``app.state.authorize_secret`` when set (bytes or str), else a random key per
-process; a restart therefore signs the user out and voids in-flight pages. Every page
-sends ``X-Frame-Options: DENY``, ``Content-Security-Policy: frame-ancestors 'none'; …``,
+Signing key: ``app.state.authorize_secret`` when set (bytes or str), else the database's
+shared secret (signing.py), so every process on one database accepts the others' pages (a
+load balancer may send each request elsewhere) and a restart keeps the user signed in.
+Every page sends ``X-Frame-Options: DENY``, ``Content-Security-Policy: frame-ancestors 'none'; …``,
 ``Cache-Control: no-store`` and ``Referrer-Policy: no-referrer``.
 """
 
@@ -50,6 +51,7 @@ from .install import (
     invalid_link,
     parse_authorize_query,
 )
+from .signing import shared_secret
 
 __all__ = ["SESSION_COOKIE", "routes"]
 
@@ -133,7 +135,8 @@ def _secret(request: Request) -> bytes | str:
     state = request.app.state
     secret = getattr(state, "authorize_secret", None)
     if not secret:
-        secret = secrets.token_bytes(32)
+        # Once per process: one short query (every process on the database shares it).
+        secret = shared_secret(_hubspot(request).engine)
         state.authorize_secret = secret
     return secret
 

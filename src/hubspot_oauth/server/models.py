@@ -30,7 +30,7 @@ __all__ = [
 
 VERSION_TABLE = "hubspot_oauth_server_version"
 # The newest Alembic revision; a database at another revision is refused until upgraded.
-SCHEMA_REVISION = "0001_initial"
+SCHEMA_REVISION = "0002_signing_secret"
 
 metadata = sa.MetaData(
     naming_convention={
@@ -175,6 +175,9 @@ emulator_state = sa.Table(
     sa.Column("clock_offset", sa.Double, nullable=False, default=0.0),
     # Bumped whenever apps change, so per-process caches of apps know to reload.
     sa.Column("generation", sa.Integer, nullable=False, default=0),
+    # Key of the authorize pages' signed cookie and forms (hex), made once by the first
+    # process: every process on the database accepts the others' pages (load balancing).
+    sa.Column("signing_secret", sa.String(64), nullable=True),
 )
 
 faults = sa.Table(
