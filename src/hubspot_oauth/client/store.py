@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 import json
 import logging
 import random
@@ -271,6 +272,15 @@ class TokenStore:
             url = database_url or ClientConfig.from_env().default_database_url()
             self._engine = create_store_engine(url, engine_options)
         self.database_url = sa.make_url(url).render_as_string(hide_password=True)
+        refresh = getattr(client, "refresh", None)
+        if client is not None and (
+            not callable(refresh) or inspect.iscoroutinefunction(refresh)
+        ):
+            raise ConfigurationError(
+                "TokenStore needs a synchronous OAuthClient (its refresh is called in the "
+                "caller's thread); HubSpotAuth from store.auth(key) also works with "
+                "httpx.AsyncClient"
+            )
         self.client = client
         self.leeway = float(leeway)
         self.on_reauthorization_required = on_reauthorization_required
@@ -590,7 +600,7 @@ class TokenStore:
         values = self._token_columns(merged)
         # The version guard alone decides: even if our lease ran out and another process
         # took over, our answer is the newest HubSpot gave (with rotation, theirs fails).
-        saved = self._update(
+        saved = self._save_refreshed(
             (c.key == key) & (c.version == row.version),
             version=row.version + 1,
             refreshing_until=None,
@@ -605,6 +615,25 @@ class TokenStore:
             return None
         logger.info("refreshed the access token of connection %r", key)
         return merged
+
+    def _save_refreshed(self, where: Any, **values: Any) -> bool:
+        """Write a refresh result, retrying a database outage for up to `refresh_lease`
+        seconds: HubSpot may have rotated the refresh token, and the only copy of the new
+        one is in this process's memory."""
+        deadline = time.monotonic() + self.refresh_lease
+        pause = 0.1
+        while True:
+            try:
+                return self._update(where, **values)
+            except StoreUnavailableError:
+                if time.monotonic() + pause > deadline:
+                    logger.error(
+                        "could not save a refreshed token: the database stayed unavailable "
+                        "for %.0f s", self.refresh_lease,
+                    )
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, 2.0)
 
     def _mark_needs_reauthorization(
         self, key: str, row: _Row, owner: str, error: ReauthorizationRequiredError
