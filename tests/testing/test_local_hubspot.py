@@ -277,3 +277,16 @@ def test_authorize_page_redirects_in_process_with_auto_approve() -> None:
         assert location.params["state"] == "st-1"
         token = client.exchange_code(location.params["code"])
         assert token.hub_id == 1234567
+
+
+@pytest.mark.anyio
+async def test_async_kit_client_waits_on_the_server_clock() -> None:
+    with local_hubspot() as hubspot:
+        client = hubspot.async_oauth_client()
+        token = await client.exchange_code(hubspot.authorize())
+        assert abs((token.expires_at - hubspot.now()).total_seconds() - 1800) < 60
+        hubspot.fail_next("token", "rate_limit")
+        refreshed = await client.refresh(token.refresh_token)
+        assert refreshed.access_token != token.access_token
+        assert hubspot.server.clock.offset() >= 1  # Retry-After: 1, waited on HubSpot's clock
+        await client.aclose()
