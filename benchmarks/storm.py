@@ -38,12 +38,16 @@ def _worker(index: int, store_url: str, enc_key: str, base_url: str, barrier: An
                          endpoints=Endpoints.local(base_url))
     store = TokenStore(store_url, client=client, encryption_keys=[enc_key],
                        create_schema=False)
+    results.put({"index": index, "ready": True})
     try:
         while True:
             run = commands.get(timeout=300)
             if run is None:
                 return
-            results.put(_one_run(store, index, run, barrier))
+            try:
+                results.put(_one_run(store, index, run, barrier))
+            except Exception as exc:  # noqa: BLE001 - reported by the parent
+                results.put({"index": index, "failed": f"{type(exc).__name__}: {exc}"})
     finally:
         store.close()
 
@@ -84,6 +88,28 @@ def _one_run(store: Any, index: int, run: int, barrier: Any) -> dict[str, Any]:
             "seen": {k: sorted(v) for k, v in seen.items()}, "errors": errors}
 
 
+def _collect(results: Any, procs: list, count: int, timeout: float, what: str) -> list[dict]:
+    """`count` answers from the workers within `timeout` s; raises when a worker died,
+    failed or the time ran out."""
+    import queue
+
+    answers: list[dict] = []
+    deadline = time.monotonic() + timeout
+    while len(answers) < count:
+        try:
+            answer = results.get(timeout=1)
+        except queue.Empty:
+            dead = [p.exitcode for p in procs if not p.is_alive()]
+            if dead or time.monotonic() > deadline:
+                raise RuntimeError(f"storm {what}: {len(answers)}/{count} processes answered "
+                                   f"(exit codes of dead ones: {dead})") from None
+            continue
+        if "failed" in answer:
+            raise RuntimeError(f"storm {what}: process {answer['index']}: {answer['failed']}")
+        answers.append(answer)
+    return answers
+
+
 def _refresh_grants(base_url: str) -> int:
     status, text = http(base_url, Request("/_emulator/stats", method="GET"))
     if status != 200:
@@ -120,6 +146,7 @@ def storm(ctx: Context, row: dict[str, Any]) -> dict[str, Any]:
         for p in procs:
             p.start()
         try:
+            _collect(results, procs, PROCESSES, 120, "start")  # imports done, stores open
             for run in range(ctx.runs):
                 past = datetime.now(UTC) - timedelta(hours=1)
                 for key, token in zip(KEYS, tokens, strict=True):
@@ -127,7 +154,7 @@ def storm(ctx: Context, row: dict[str, Any]) -> dict[str, Any]:
                 before = _refresh_grants(srv.base_url)
                 for q in queues:
                     q.put(run)
-                answers = [results.get(timeout=180) for _ in range(PROCESSES)]
+                answers = _collect(results, procs, PROCESSES, 120, f"run {run + 1}")
                 grants = _refresh_grants(srv.base_url) - before
                 wall = max(a["ended"] for a in answers) - min(a["started"] for a in answers)
                 per_key: dict[str, set[str]] = {k: set() for k in KEYS}
