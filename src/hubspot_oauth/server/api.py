@@ -30,7 +30,7 @@ from starlette.routing import Route
 from .hubspot import TokenGrant, expired_ago, utc_iso
 from .models import contacts, portals
 from .ratelimit import count_call
-from .token import fault_response, take_fault
+from .token import run_with_faults
 from .wire import HubSpotHTTPError, bad_request, error_response, json_response, read_body
 
 __all__ = ["expired_error", "routes"]
@@ -114,19 +114,12 @@ def _api(scopes: tuple[str, ...] | None, prepare: Callable[[Request], Any]):  # 
         except HubSpotHTTPError as exc:
             await run_in_threadpool(hubspot.count, "api", "", "error")
             return error_response(request, exc)
-        fault = await take_fault(request, "api")
-        if fault is not None:
-            answer = fault_response(request, fault)
-            if answer is not None:
-                await run_in_threadpool(hubspot.count, "api", "", "error")
-                return answer
-
-        def call() -> tuple[int, Any, dict[str, str]]:
+        def call(fault_endpoint: str | None) -> tuple[int, Any, dict[str, str]]:
             failure: HubSpotHTTPError | None = None
             headers: dict[str, str] = {}
             result: tuple[int, Any] = (200, None)
             with hubspot.api_transaction() as conn:
-                now = hubspot.now_in(conn)
+                now = hubspot.now_in(conn, fault_endpoint)
                 try:
                     grant = (hubspot.authenticate(conn, token, now)
                              if hubspot.settings.api_auth else _open_grant(hubspot))
@@ -156,9 +149,12 @@ def _api(scopes: tuple[str, ...] | None, prepare: Callable[[Request], Any]):  # 
             return result[0], result[1], headers
 
         try:
-            status, payload, headers = await run_in_threadpool(call)
+            outcome = await run_with_faults(request, "api", call, ("api", ""))
         except HubSpotHTTPError as exc:
             return error_response(request, exc)
+        if isinstance(outcome, Response):
+            return outcome
+        status, payload, headers = outcome
         return json_response(request, payload, status, headers)
 
     return endpoint

@@ -66,7 +66,30 @@ from .settings import ServerSettings
 from .storage import check_schema, current_revision, make_engine, read, upgrade, write
 from .wire import OAuthError
 
-__all__ = ["AppRecord", "LocalHubSpot", "TokenGrant", "UserRecord", "token_digest"]
+__all__ = ["AppRecord", "FaultPending", "LocalHubSpot", "TokenGrant", "UserRecord",
+           "token_digest"]
+
+
+class FaultPending(Exception):  # noqa: N818 - a signal, not an error
+    """A fault is queued for the endpoint: take it (`Faults.take`) before answering."""
+
+
+# Hot-path statements, built once (SQLAlchemy then reuses their compiled form).
+_STATE = sa.select(emulator_state.c.clock_offset, emulator_state.c.generation).where(
+    emulator_state.c.id == 1)
+_STATE_AND_FAULTS = sa.select(
+    emulator_state.c.clock_offset, emulator_state.c.generation,
+    sa.exists().where(faults.c.endpoint == sa.bindparam("endpoint"), faults.c.remaining > 0)
+    .label("pending"),
+).where(emulator_state.c.id == 1)
+_SELECT_RT = (sa.select(refresh_tokens)
+              .where(refresh_tokens.c.token_digest == sa.bindparam("digest"))
+              .with_for_update())
+_INSERT_AT = sa.insert(access_tokens)
+_SELECT_AT_GRANT = sa.select(
+    access_tokens.c.app_id, access_tokens.c.hub_id, access_tokens.c.user_id,
+    access_tokens.c.scopes, access_tokens.c.expires_at, access_tokens.c.revoked_at,
+).where(access_tokens.c.token_digest == sa.bindparam("digest"))
 
 INSTALL_ROLES = ("super_admin", "marketplace")
 
@@ -279,11 +302,17 @@ class LocalHubSpot:
         conn.execute(sa.update(emulator_state).where(emulator_state.c.id == 1)
                      .values(generation=emulator_state.c.generation + 1))
 
-    def _state(self, conn: Connection) -> float:
+    def _state(self, conn: Connection, fault_endpoint: str | None = None) -> float:
         """Read the shared state row once per operation: returns emulator now (epoch s) and
-        refreshes the app cache when another process changed the apps."""
-        row = conn.execute(sa.select(emulator_state.c.clock_offset, emulator_state.c.generation)
-                           .where(emulator_state.c.id == 1)).one()
+        refreshes the app cache when another process changed the apps. With
+        `fault_endpoint`, raise `FaultPending` when a fault is queued for it (the same
+        query, so the common no-fault case costs no extra round trip)."""
+        if fault_endpoint is None:
+            row = conn.execute(_STATE).one()
+        else:
+            row = conn.execute(_STATE_AND_FAULTS, {"endpoint": fault_endpoint}).one()
+            if row.pending:
+                raise FaultPending(fault_endpoint)
         if row.generation != self._apps_generation:
             self._load_apps(conn, row.generation)
         return time.time() + row.clock_offset
@@ -496,13 +525,15 @@ class LocalHubSpot:
             raise _BAD_SECRET
         return app
 
-    def _run(self, endpoint: str, grant_type: str, body: Any) -> dict:
+    def _run(self, endpoint: str, grant_type: str, body: Any,
+             fault_endpoint: str | None = None) -> dict:
         """Run `body(conn, now)` in one write transaction that also counts the call; an
         `OAuthError` it raises is answered after its writes (e.g. a replay's revocation)
-        are committed, unless it is raised before any write."""
+        are committed. With `fault_endpoint`, raises `FaultPending` (before any write)
+        when a fault is queued for that endpoint: the HTTP layer then takes it."""
         failure: OAuthError | None = None
         with write(self.engine) as conn:
-            now = self._state(conn)
+            now = self._state(conn, fault_endpoint)
             try:
                 result = body(conn, now)
             except OAuthError as exc:
@@ -526,6 +557,7 @@ class LocalHubSpot:
         code: str,
         redirect_uri: str,
         code_verifier: str | None = None,
+        fault_endpoint: str | None = None,
     ) -> dict[str, Any]:
         """The ``authorization_code`` grant (RFC 6749 §4.1.3). Returns the token payload
         (reference §4.2, without `token_use`). Raises `OAuthError`: BAD_CLIENT_ID,
@@ -572,7 +604,7 @@ class LocalHubSpot:
                                          row.user_id, scopes, now)
             return self._payload(access, refresh, row.hub_id, row.user_id, scopes)
 
-        return self._run("token", "authorization_code", body)
+        return self._run("token", "authorization_code", body, fault_endpoint)
 
     def _check_verifier(self, row: Any, verifier: str | None) -> None:
         if row.code_challenge:
@@ -593,10 +625,11 @@ class LocalHubSpot:
     def _insert_access(self, conn: Connection, family: str, rt_id: int | None, app_id: int,
                        hub_id: int, user_id: int, scopes: list[str], now: float) -> str:
         access = new_access_token()
-        conn.execute(sa.insert(access_tokens).values(
-            token_digest=token_digest(access), family_id=family, refresh_token_id=rt_id,
-            app_id=app_id, hub_id=hub_id, user_id=user_id, scopes=scopes, issued_at=now,
-            expires_at=now + self.settings.access_token_ttl))
+        conn.execute(_INSERT_AT, {
+            "token_digest": token_digest(access), "family_id": family,
+            "refresh_token_id": rt_id, "app_id": app_id, "hub_id": hub_id, "user_id": user_id,
+            "scopes": scopes, "issued_at": now,
+            "expires_at": now + self.settings.access_token_ttl, "revoked_at": None})
         return access
 
     def _payload(self, access: str, refresh: str, hub_id: int, user_id: int,
@@ -616,8 +649,8 @@ class LocalHubSpot:
             access_tokens.c.family_id == family, access_tokens.c.revoked_at.is_(None))
             .values(revoked_at=now))
 
-    def refresh(self, *, client_id: str, client_secret: str, refresh_token: str
-                ) -> dict[str, Any]:
+    def refresh(self, *, client_id: str, client_secret: str, refresh_token: str,
+                fault_endpoint: str | None = None) -> dict[str, Any]:
         """The ``refresh_token`` grant (RFC 6749 §6). Returns the token payload; the same
         refresh token unless rotation is on. Raises `OAuthError`: BAD_CLIENT_ID,
         BAD_CLIENT_SECRET, BAD_REFRESH_TOKEN (unknown, an access token, deleted, revoked,
@@ -628,8 +661,7 @@ class LocalHubSpot:
         def body(conn: Connection, now: float) -> dict[str, Any]:
             app = self._client(client_id, client_secret)
             r = refresh_tokens
-            row = conn.execute(sa.select(r).where(r.c.token_digest == digest)
-                               .with_for_update()).first()
+            row = conn.execute(_SELECT_RT, {"digest": digest}).first()
             if row is None:
                 if looks_like_access_token(refresh_token):
                     raise _bad_refresh(
@@ -662,7 +694,7 @@ class LocalHubSpot:
                                          row.user_id, scopes, now)
             return self._payload(access, new_refresh, row.hub_id, row.user_id, scopes)
 
-        return self._run("token", "refresh_token", body)
+        return self._run("token", "refresh_token", body, fault_endpoint)
 
     def _reused(self, conn: Connection, row: Any, now: float, rotation: str) -> dict:
         if rotation == "strict":
@@ -764,7 +796,8 @@ class LocalHubSpot:
         return True
 
     def introspect(self, *, client_id: str, client_secret: str, token: str,
-                   token_type_hint: str | None = None) -> dict[str, Any]:
+                   token_type_hint: str | None = None,
+                   fault_endpoint: str | None = None) -> dict[str, Any]:
         """POST /oauth/{v3,2026-03}/token/introspect (reference §6.3, RFC 7662). Returns
         the token's info with ``active: true``, or ``{"active": false}`` for a token that
         is unknown, expired, revoked, rotated away or issued to another client. Raises
@@ -795,10 +828,10 @@ class LocalHubSpot:
                         "token_type": "refresh", "token_use": "refresh_token"}
             return {"active": False}
 
-        return self._run("introspect", "", body)
+        return self._run("introspect", "", body, fault_endpoint)
 
     def revoke(self, *, client_id: str, client_secret: str, token: str,
-               token_type_hint: str | None = None) -> None:
+               token_type_hint: str | None = None, fault_endpoint: str | None = None) -> None:
         """POST /oauth/{v3,2026-03}/token/revoke (RFC 7009). Revokes a refresh token (with
         `settings.revoke_cascades`, also the access tokens of its authorization) or an
         access token. Unknown or already-revoked tokens succeed silently (RFC 7009 §2.2).
@@ -829,17 +862,14 @@ class LocalHubSpot:
                 break
             return {}
 
-        self._run("revoke", "", body)
+        self._run("revoke", "", body, fault_endpoint)
 
     # -- the API's bearer tokens --------------------------------------------------------
 
     def authenticate(self, conn: Connection, token: str, now: float) -> TokenGrant | float | None:
         """The grant of access token `token`; a float (its expiry, epoch s) when it has
         expired; None when unknown or revoked."""
-        a = access_tokens
-        row = conn.execute(sa.select(a.c.app_id, a.c.hub_id, a.c.user_id, a.c.scopes,
-                                     a.c.expires_at, a.c.revoked_at)
-                           .where(a.c.token_digest == token_digest(token))).first()
+        row = conn.execute(_SELECT_AT_GRANT, {"digest": token_digest(token)}).first()
         if row is None or row.revoked_at is not None:
             return None
         if row.expires_at <= now:
@@ -856,9 +886,10 @@ class LocalHubSpot:
         """A write transaction for one API call (auth, rate window, stats, data)."""
         return write(self.engine)
 
-    def now_in(self, conn: Connection) -> float:
-        """Emulator now (epoch seconds) read inside `conn`'s transaction."""
-        return self._state(conn)
+    def now_in(self, conn: Connection, fault_endpoint: str | None = None) -> float:
+        """Emulator now (epoch seconds) read inside `conn`'s transaction; raises
+        `FaultPending` when `fault_endpoint` has a queued fault."""
+        return self._state(conn, fault_endpoint)
 
     # -- control --------------------------------------------------------------------------
 

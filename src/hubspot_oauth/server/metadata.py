@@ -20,11 +20,10 @@ from starlette.routing import Route
 from .token import (
     client_credentials,
     client_guard,
-    fault_response,
     locked_response,
     read_params,
     record_client_auth,
-    take_fault,
+    run_with_faults,
 )
 from .wire import (
     CORRELATION_HEADER,
@@ -114,20 +113,19 @@ def _introspection_endpoint(version: str, action: str):  # noqa: ANN202
         if not verdict.allowed:
             await run_in_threadpool(hubspot.count, action, "", "error")
             return locked_response(request, verdict)
-        fault = await take_fault(request, action)
-        if fault is not None:
-            answer = fault_response(request, fault)
-            if answer is not None:
-                await run_in_threadpool(hubspot.count, action, "", "error")
-                return answer
         method = hubspot.introspect if action == "introspect" else hubspot.revoke
         try:
-            result = await run_in_threadpool(
-                lambda: method(client_id=client_id, client_secret=client_secret, token=token,
-                               token_type_hint=hint))
+            result = await run_with_faults(
+                request, action,
+                lambda fault_endpoint: method(client_id=client_id, client_secret=client_secret,
+                                              token=token, token_type_hint=hint,
+                                              fault_endpoint=fault_endpoint),
+                (action, ""))
         except HubSpotHTTPError as exc:
             record_client_auth(guard, keys, exc)
             return error_response(request, exc)
+        if isinstance(result, Response):
+            return result
         record_client_auth(guard, keys, None)
         if action == "revoke":
             return Response(b"", status_code=200,

@@ -4,6 +4,7 @@ limit window (HubSpot: 100 calls per 10 s, reference §7.6) and the control API'
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -68,11 +69,25 @@ def hit(conn: Connection, app_id: int, hub_id: int, now: float, limit: int,
                       reset_in_ms=start + interval_ms - now_ms)
 
 
+_COUNT_STATEMENTS: dict[str, Any] = {}
+
+
+def _count_statement(conn: Connection) -> Any:
+    # Built once per dialect: this runs on every call, keep it cheap.
+    name = conn.dialect.name
+    stmt = _COUNT_STATEMENTS.get(name)
+    if stmt is None:
+        s = stats
+        stmt = _insert(conn)(s).values(
+            endpoint=sa.bindparam("endpoint"), grant_type=sa.bindparam("grant_type"),
+            outcome=sa.bindparam("outcome"), count=1,
+        ).on_conflict_do_update(index_elements=[s.c.endpoint, s.c.grant_type, s.c.outcome],
+                                set_={"count": s.c.count + 1})
+        _COUNT_STATEMENTS[name] = stmt
+    return stmt
+
+
 def count_call(conn: Connection, endpoint: str, grant_type: str, outcome: str) -> None:
     """Add one to the stats counter (endpoint, grant_type or "", outcome "ok"/"error")."""
-    s = stats
-    stmt = _insert(conn)(s).values(endpoint=endpoint, grant_type=grant_type, outcome=outcome,
-                                   count=1)
-    conn.execute(stmt.on_conflict_do_update(
-        index_elements=[s.c.endpoint, s.c.grant_type, s.c.outcome],
-        set_={"count": s.c.count + 1}))
+    conn.execute(_count_statement(conn),
+                 {"endpoint": endpoint, "grant_type": grant_type, "outcome": outcome})

@@ -9,6 +9,7 @@ parameter still at most once). Every answer carries ``Cache-Control: no-store``
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -19,6 +20,7 @@ from starlette.routing import Route
 
 from .bruteforce import BruteForceGuard, Verdict, guard_for, token_keys
 from .faults import Fault
+from .hubspot import FaultPending
 from .wire import (
     CORRELATION_HEADER,
     NO_STORE,
@@ -125,6 +127,26 @@ async def take_fault(request: Request, endpoint: str) -> Fault | None:
     return fault
 
 
+async def run_with_faults(request: Request, endpoint: str, call: Callable[..., Any],
+                          count: tuple[str, str]) -> Any:
+    """Run `call(fault_endpoint=endpoint)` in the thread pool. When the domain reports a
+    queued fault (`FaultPending`, found by the same query that reads the clock), take it:
+    answer as the fault says, or (``delay``) wait and run `call` without the check.
+    Returns the call's result or a `Response`."""
+    try:
+        return await run_in_threadpool(call, endpoint)
+    except FaultPending:
+        pass
+    fault = await take_fault(request, endpoint)
+    if fault is not None:
+        answer = fault_response(request, fault, count[1])
+        if answer is not None:
+            await run_in_threadpool(request.app.state.hubspot.count, count[0], count[1],
+                                    "error")
+            return answer
+    return await run_in_threadpool(call, None)
+
+
 def fault_response(request: Request, fault: Fault, grant_type: str = "") -> Response | None:
     """The answer a queued fault makes (None for a pure ``delay``)."""
     kind = fault.fault
@@ -186,17 +208,18 @@ def _token_endpoint(version: str):  # noqa: ANN202
                     raise OAuthError("invalid_request", "BAD_REDIRECT_URI",
                                      "missing redirect_uri: send the redirect_uri of the "
                                      "authorization request")
-                call: Any = lambda: hubspot.exchange_code(  # noqa: E731
+                call: Any = lambda fault_endpoint: hubspot.exchange_code(  # noqa: E731
                     client_id=client_id, client_secret=client_secret, code=code,
-                    redirect_uri=redirect_uri, code_verifier=form.get("code_verifier") or None)
+                    redirect_uri=redirect_uri, code_verifier=form.get("code_verifier") or None,
+                    fault_endpoint=fault_endpoint)
             else:
                 refresh_token = form.get("refresh_token", "")
                 if not refresh_token:
                     raise OAuthError("invalid_request", "BAD_REFRESH_TOKEN",
                                      "missing or invalid refresh token: send refresh_token")
-                call = lambda: hubspot.refresh(  # noqa: E731
+                call = lambda fault_endpoint: hubspot.refresh(  # noqa: E731
                     client_id=client_id, client_secret=client_secret,
-                    refresh_token=refresh_token)
+                    refresh_token=refresh_token, fault_endpoint=fault_endpoint)
         except HubSpotHTTPError as exc:
             await run_in_threadpool(hubspot.count, "token", _grant_key(grant_type), "error")
             return error_response(request, exc)
@@ -206,17 +229,13 @@ def _token_endpoint(version: str):  # noqa: ANN202
             await run_in_threadpool(hubspot.count, "token", grant_type, "error")
             return locked_response(request, verdict)
 
-        fault = await take_fault(request, "token")
-        if fault is not None:
-            answer = fault_response(request, fault, grant_type)
-            if answer is not None:
-                await run_in_threadpool(hubspot.count, "token", grant_type, "error")
-                return answer
         try:
-            payload = await run_in_threadpool(call)
+            payload = await run_with_faults(request, "token", call, ("token", grant_type))
         except HubSpotHTTPError as exc:
             record_client_auth(guard, keys, exc)
             return error_response(request, exc)
+        if isinstance(payload, Response):
+            return payload
         record_client_auth(guard, keys, None)
         if version != "v1":
             payload["token_use"] = "access_token"
