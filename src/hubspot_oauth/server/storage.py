@@ -4,6 +4,20 @@ SQLite runs in WAL mode with a busy timeout, and every write transaction starts 
 ``BEGIN IMMEDIATE`` so concurrent writers queue instead of failing half-way with
 "database is locked" on lock upgrade. PostgreSQL runs at READ COMMITTED; the guarantees
 that matter (single-use codes, rotation) are conditional UPDATEs, safe across processes.
+
+Pooling and timeouts (per server process; every transaction is one short request's work):
+
+* PostgreSQL: 8 pooled connections, up to 32 more under load (40 = the request threads
+  Starlette runs, so a request never queues for a connection), 10 s pool wait, a ping
+  before each checkout (after a database restart the next request reconnects instead of
+  failing), recycled after 30 min, 5 s connect timeout, 15 s statement timeout and 60 s
+  idle-in-transaction timeout (a stuck query or client cannot hold row locks for long).
+* SQLite: 8 + 8 connections and a 30 s pool wait (the pool's queue is fairer than
+  SQLite's busy handler, so more connections would only add lock contention), WAL, a
+  10 s busy timeout.
+
+A database that fails (unreachable, restarting, timed out, locked) raises SQLAlchemy's
+errors, which the app answers with 503 ``SERVICE_UNAVAILABLE`` and ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -45,16 +59,25 @@ def make_engine(database_url: str) -> Engine:
     url = sa.make_url(database_url)
     if url.get_backend_name() == "sqlite":
         memory = url.database in (None, "", ":memory:")
-        kwargs: dict = {"connect_args": {"check_same_thread": False, "timeout": 30}}
+        # timeout: the busy timeout until the PRAGMA below sets it (the same 10 s).
+        kwargs: dict = {"connect_args": {"check_same_thread": False, "timeout": 10}}
         if memory:
             kwargs["poolclass"] = StaticPool
         else:
-            kwargs["pool_size"] = 8
-            kwargs["max_overflow"] = 8
+            kwargs.update(pool_size=8, max_overflow=8, pool_timeout=30)
         engine = sa.create_engine(url, **kwargs)
         _sqlite_events(engine, memory)
         return engine
-    return sa.create_engine(url, pool_size=8, max_overflow=16, pool_pre_ping=False)
+    if url.drivername == "postgresql":  # psycopg 3 is what the postgres extra installs
+        url = url.set(drivername="postgresql+psycopg")
+    options: dict = dict(pool_size=8, max_overflow=32, pool_timeout=10, pool_pre_ping=True,
+                         pool_recycle=1800)
+    if url.drivername == "postgresql+psycopg":
+        options["connect_args"] = {
+            "connect_timeout": 5,
+            "options": "-c statement_timeout=15000 -c idle_in_transaction_session_timeout=60000",
+        }
+    return sa.create_engine(url, **options)
 
 
 def _sqlite_events(engine: Engine, memory: bool) -> None:
