@@ -168,10 +168,33 @@ MARKERS = src(
 )
 
 
+MARKER_MISTAKES = src(
+    '''
+    import pytest
+
+    @pytest.mark.hubspot(acess_token_ttl=60)
+    def test_typo(hubspot):
+        pass
+
+    @pytest.mark.hubspot(refresh_token_rotation="sometimes")
+    def test_bad_value(hubspot):
+        pass
+    '''
+)
+
+
 def test_marker_configures_server_and_app(run_user_tests) -> None:
     # --strict-markers: the plugin registers its marker.
-    result = run_user_tests({"test_markers": MARKERS}, "--strict-markers")
-    result.assert_outcomes(passed=3)
+    result = run_user_tests({"test_markers": MARKERS, "test_mistakes": MARKER_MISTAKES},
+                            "--strict-markers")
+    result.assert_outcomes(passed=3, errors=2)
+    result.stdout.re_match_lines([
+        r"^local HubSpot: unknown local HubSpot option 'acess_token_ttl'; .*"
+        r"access_token_ttl.*$",
+        r"^local HubSpot: refresh_token_rotation must be one of off, rotate, strict, "
+        r"got 'sometimes'$",
+    ])
+    assert "Traceback" not in result.stdout.str()
 
 
 FAULTS = src(

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..endpoints import Endpoints
+from ..errors import ConfigurationError
 from ..scopes import split_scopes
 from .transport import InProcessTransport
 
@@ -556,7 +557,8 @@ def local_hubspot(
       `database_url` that database is used as it is.
 
     Yields a `LocalHubSpotHandle`. Raises `ServerExtraMissingError` (an ImportError naming
-    ``pip install 'hubspot-oauth[testing]'``) when the server extra is missing.
+    ``pip install 'hubspot-oauth[testing]'``) when the server extra is missing, and
+    `ConfigurationError` for an unknown option or a bad value (a `SeedError` for a bad seed).
     """
     server_settings_cls, create_app, server_thread_cls = _server_modules()
     with contextlib.ExitStack() as stack:
@@ -567,6 +569,13 @@ def local_hubspot(
         else:
             folder = Path(directory)
             folder.mkdir(parents=True, exist_ok=True)
+        known = {f.name for f in dataclasses.fields(server_settings_cls)}
+        unknown = sorted(set(settings) - known)
+        if unknown:
+            raise ConfigurationError(
+                f"unknown local HubSpot option {unknown[0]!r}; use serve, directory, "
+                f"{', '.join(_APP_OPTIONS)} or a ServerSettings field ({', '.join(sorted(known))})"
+            )
         settings.setdefault("control_api", True)
         base = server_settings_cls(**settings)
         with _server_extra_required():  # argon2 and uvicorn are imported on first use

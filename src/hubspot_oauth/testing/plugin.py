@@ -43,9 +43,10 @@ def hubspot_options(request: pytest.FixtureRequest) -> dict[str, Any]:
     # iter_markers yields the closest marker first; apply the farthest first.
     for marker in reversed(list(request.node.iter_markers("hubspot"))):
         if marker.args:
-            raise pytest.UsageError(
+            pytest.fail(
                 "@pytest.mark.hubspot takes keyword options only, "
-                f"e.g. @pytest.mark.hubspot(access_token_ttl=60); got {marker.args!r}"
+                f"e.g. @pytest.mark.hubspot(access_token_ttl=60); got {marker.args!r}",
+                pytrace=False,
             )
         options.update(marker.kwargs)
     return options
@@ -54,6 +55,7 @@ def hubspot_options(request: pytest.FixtureRequest) -> dict[str, Any]:
 @pytest.fixture
 def hubspot(hubspot_options: dict[str, Any], tmp_path: Path) -> Iterator[Any]:
     """A local HubSpot in-process for this test (see `LocalHubSpotHandle`)."""
+    from ..errors import ConfigurationError
     from .local import ServerExtraMissingError, local_hubspot
 
     options = dict(hubspot_options)
@@ -63,6 +65,8 @@ def hubspot(hubspot_options: dict[str, Any], tmp_path: Path) -> Iterator[Any]:
             handle = stack.enter_context(local_hubspot(**options))
         except ServerExtraMissingError as exc:
             message = str(exc)
+        except ConfigurationError as exc:  # a bad option or seed file: the user's to fix
+            message = f"local HubSpot: {exc}"
         else:
             yield handle
             return
