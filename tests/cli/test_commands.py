@@ -72,6 +72,9 @@ def test_unexpected_error_is_one_line_with_a_debug_hint(data_dir, monkeypatch) -
     def broken(self):
         raise RuntimeError("disk on fire")
 
+    from cryptography.fernet import Fernet
+
+    monkeypatch.setenv("HUBSPOT_OAUTH_ENCRYPTION_KEYS", Fernet.generate_key().decode())
     monkeypatch.setattr("hubspot_oauth.client.store.TokenStore.connections", broken)
     result = CliRunner().invoke(cli, ["tokens", "list"])
     assert result.exit_code == 1
