@@ -162,12 +162,7 @@ def _too_large(limit: int) -> HubSpotHTTPError:
                             f"The request body is larger than {limit} bytes.")
 
 
-async def parse_form(
-    request: Request,
-    limit: int,
-    *,
-    error: type[Exception] | None = None,
-) -> dict[str, str]:
+async def parse_form(request: Request, limit: int) -> dict[str, str]:
     """Parse a form-encoded body (RFC 6749 §4.1.3: ``application/x-www-form-urlencoded``,
     UTF-8) into a dict. Refuses, in HubSpot's shape with `OAuthError` ``invalid_request``:
     another content type (415), a body over `limit` bytes (413), bytes that are not UTF-8,
