@@ -129,6 +129,16 @@ def test_server_port_taken(data_dir) -> None:
         f"Error: port {port} (local HubSpot) is already in use by another program"]
 
 
+def test_server_bad_seed_file_is_one_line(data_dir, tmp_path: Path) -> None:
+    bad = tmp_path / "seed.toml"
+    bad.write_text("[[apps]]\nname = 'x'\n")
+    for seed in (str(tmp_path / "missing.toml"), str(bad)):
+        result = CliRunner().invoke(cli, ["server", "--port", str(free_port()), "--seed", seed])
+        assert result.exit_code == 2, result.output
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"Error: seed file {seed}")
+
+
 def test_quickstart_port_taken_names_the_port_and_redirect_uri(data_dir) -> None:
     port = free_port()
     with _listening(port):

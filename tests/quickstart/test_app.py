@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from starlette.testclient import TestClient
 
-from hubspot_oauth import OAuthClient, ReauthorizationRequiredError, StateStore
+from hubspot_oauth import ClientConfig, OAuthClient, ReauthorizationRequiredError, StateStore
 from hubspot_oauth.quickstart import safe_return_path
 
 from .conftest import Setup, install, start_install
@@ -257,3 +257,18 @@ def test_revoked_connection_shows_what_to_do(qs: TestClient, setup: Setup) -> No
 def _app_id(setup: Setup) -> int:
     return next(a.app_id for a in setup.hubspot.list_apps()
                 if a.client_id == setup.config.client_id)
+
+
+def test_unreadable_store_is_a_clear_page(setup: Setup) -> None:
+    from cryptography.fernet import Fernet
+
+    with TestClient(setup.make_app(), follow_redirects=False) as qs:
+        install(qs)
+    other_key = ClientConfig(**{**setup.config.__dict__,
+                                "encryption_keys": (Fernet.generate_key().decode(),)})
+    from hubspot_oauth.quickstart import create_app
+
+    with TestClient(create_app(other_key), follow_redirects=False) as qs:
+        page = qs.get("/")
+    assert page.status_code == 500
+    assert "cannot be read" in page.text and "key" in page.text

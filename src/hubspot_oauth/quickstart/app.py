@@ -178,6 +178,19 @@ def create_app(
         )
 
     async def home(request: Request) -> Response:
+        try:
+            return await _home(request)
+        except HubSpotOAuthError as exc:  # e.g. the token store's key or schema
+            return error_page(
+                request,
+                "The stored connections cannot be read",
+                "The quickstart's token store refused the request. Nothing was changed.",
+                status_code=500,
+                detail=str(exc),
+                next_step="Fix what the message says (see also the terminal), then reload.",
+            )
+
+    async def _home(request: Request) -> Response:
         selected = request.path_params.get("key") or request.query_params.get("account")
         connections = await run_in_threadpool(deps.store.connections)
         accounts = [_account_view(c) for c in connections]
