@@ -251,3 +251,51 @@ def test_quickstart_runs_both_servers_in_one_process_and_stops_cleanly(tmp_path)
     assert f"http://localhost:{port}" in out and "admin@example.com / password" in out
     assert "Stopped the quickstart and the local HubSpot." in out
     assert "Traceback" not in err
+
+
+def test_server_extra_missing_is_one_line(data_dir, monkeypatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "uvicorn" else real(name, *a))
+    for args in (["server", "--port", str(free_port())], ["quickstart", "--port",
+                                                          str(free_port())]):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 1
+        assert result.stderr.strip() == ("Error: this command needs the server extra (uvicorn "
+                                         "missing): pip install 'hubspot-oauth[server]'")
+
+
+def test_quickstart_with_credentials_uses_that_hubspot_only(tmp_path: Path) -> None:
+    """With HUBSPOT_CLIENT_ID/SECRET the quickstart starts no local HubSpot of its own and
+    sends installs to the configured HubSpot (here a local one standing in for the real)."""
+    from hubspot_oauth.server import ServerSettings, create_app
+    from hubspot_oauth.server.runner import ServerThread
+    from hubspot_oauth.server.seed import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
+
+    hubspot_app = create_app(ServerSettings(database_url=f"sqlite:///{tmp_path / 'hs.db'}"))
+    port = free_port()
+    with ServerThread(hubspot_app, host="127.0.0.1", port=0) as hubspot:
+        proc = _start(["quickstart", "--port", str(port)], {
+            "HUBSPOT_OAUTH_DATA_DIR": str(tmp_path / "data"),
+            "CLIENT_ID": DEFAULT_CLIENT_ID, "CLIENT_SECRET": DEFAULT_CLIENT_SECRET,
+            "SCOPE": "crm.objects.contacts.read,crm.objects.contacts.write",
+            "HUBSPOT_BASE_URL": hubspot.base_url,
+            "HUBSPOT_OAUTH_LOCAL_HUBSPOT_PORT": str(free_port()),
+        })
+        try:
+            home = _wait_for(f"http://127.0.0.1:{port}/", proc)
+            assert f"talking to the HubSpot at {hubspot.base_url}" in home.text
+            assert "admin@example.com" not in home.text  # no local sign-in help
+            install = httpx.get(f"http://127.0.0.1:{port}/install", timeout=5)
+            location = install.headers["location"]
+            assert location.startswith(hubspot.base_url + "/oauth/authorize?")
+            assert "scope=crm.objects.contacts.read+crm.objects.contacts.write" in location \
+                or "scope=crm.objects.contacts.read%20crm.objects.contacts.write" in location
+            assert f"localhost%3A{port}%2Foauth-callback" in location
+        finally:
+            out, err = _stop(proc)
+    assert proc.returncode == 0, err
+    assert "Stopped the quickstart." in out
+    assert not (tmp_path / "data" / "local-hubspot.db").exists()

@@ -151,6 +151,17 @@ def _hubspot_banner(base_url: str, seed: Any, database_url: str) -> list[str]:
     return lines
 
 
+def _require_server_extra() -> None:
+    """The quickstart and the local HubSpot need the `server` extra; say so in one line."""
+    import importlib.util
+
+    missing = [name for name in ("starlette", "uvicorn", "jinja2", "multipart", "argon2")
+               if importlib.util.find_spec(name) is None]
+    if missing:
+        fail(f"this command needs the server extra ({', '.join(missing)} missing): "
+             "pip install 'hubspot-oauth[server]'")
+
+
 def _sqlite_in_data_dir(name: str) -> str:
     return f"sqlite:///{data_dir() / name}"
 
@@ -185,6 +196,7 @@ def server(host: str, port: int, database_url: str | None, seed_file: str | None
            code_ttl: int, admin_token: str | None, as_json: bool) -> None:
     """Run the local HubSpot: HubSpot's OAuth 2.0 server (authorize pages, token,
     introspect, revoke), a small CRM API and a control API for tests."""
+    _require_server_extra()
     from ..server import ServerSettings, create_app
 
     display_host = "localhost" if host in ("127.0.0.1", "::1", "localhost") else host
@@ -328,6 +340,7 @@ def _port_hint(redirect_uri: str) -> str:
 
 def _run_with_hubspot(config: ClientConfig, port: int, redirect_uri: str,
                       as_json: bool) -> None:
+    _require_server_extra()
     from ..quickstart import QuickstartOptions, create_app
 
     config = ClientConfig.from_env(redirect_uri=redirect_uri)
@@ -353,6 +366,7 @@ def _run_with_hubspot(config: ClientConfig, port: int, redirect_uri: str,
 
 def _run_with_local_hubspot(env_config: ClientConfig, port: int, hubspot_port: int,
                             redirect_uri: str, as_json: bool) -> None:
+    _require_server_extra()
     from ..quickstart import QuickstartOptions, create_app
     from ..server import ServerSettings
     from ..server import create_app as create_hubspot_app
