@@ -16,7 +16,7 @@ from .report import summarize
 
 HTTP_KEYS = ("rps", "lat_p50_ms", "lat_p99_ms", "rss_peak_mb", "server_cpu_pct",
              "server_cpu_ms_per_req",
-             "wrk_cpu_pct", "other_cpu_pct", "steal_pct")
+             "wrk_cpu_pct", "db_cpu_pct", "other_cpu_pct", "steal_pct")
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,13 @@ class Context:
             cmd += ["--workers", str(workers)]
         return cmd
 
+    def postgres_pid(self) -> int | None:
+        """The postmaster's pid (its backends are its children), for CPU accounting."""
+        try:
+            return int((self.postgres().data / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
     def postgres(self):
         """A throwaway PostgreSQL cluster (tests/support/postgres.py), started once."""
         if self._postgres is None:
@@ -102,6 +109,8 @@ def measure_http(ctx: Context, row: dict[str, Any], srv: Server, req: Request) -
     if req.bodies:
         first = req.bodies[0].read_text().splitlines()[0]
         sample = sanity(srv.base_url, req, body=first)
+    elif req.cycle is not None:
+        sample = sanity(srv.base_url, req, body=req.cycle.read_text().splitlines()[0])
     else:
         sample = sanity(srv.base_url, req)
     row["sample_response"] = redact(sample[:300])
@@ -125,7 +134,8 @@ def measure_http(ctx: Context, row: dict[str, Any], srv: Server, req: Request) -
         ctx.log(f"  {row['name']}: {r['rps']:,.0f} req/s p50 {r['lat_p50_ms']:.2f} ms "
                 f"p99 {r['lat_p99_ms']:.2f} ms errors {r['errors']} rss {r['rss_peak_mb']} MB "
                 f"cpu server {r['server_cpu_pct']}% wrk {r['wrk_cpu_pct']}% "
-                f"other {r['other_cpu_pct']}% steal {r['steal_pct']}%"
+                + (f"database {r['db_cpu_pct']}% " if r.get("db_cpu_pct") is not None else "")
+                + f"other {r['other_cpu_pct']}% steal {r['steal_pct']}%"
                 + (" (noisy)" if noisy else ""))
         if noisy and retries > 0 and not ctx.over_budget():
             retries -= 1

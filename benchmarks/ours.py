@@ -78,23 +78,38 @@ def _refresh_request(tokens: dict[str, Any]) -> Request:
     return Request(TOKEN_PATH, body=body, expect='"access_token"')
 
 
-def _refresh(ctx: Context, row: dict[str, Any], database_url: str, workers: int = 1):
-    code = mint_codes(database_url, 1)[0]
-    with ours_server(ctx, row["name"], database_url, workers) as srv:
-        tokens = exchange(srv, code)
-        return measure_http(ctx, row, srv, _refresh_request(tokens))
+def _refresh(ctx: Context, row: dict[str, Any], database_url: str, workers: int = 1,
+             connections: int = 1):
+    """The refresh grant replayed by wrk: one refresh token (the peers' shape), or with
+    `connections` > 1 the refresh tokens of that many installs, round-robin."""
+    codes = mint_codes(database_url, connections)
+    srv = ours_server(ctx, row["name"], database_url, workers)
+    if database_url.startswith("postgresql"):
+        srv.database_pid = ctx.postgres_pid()
+    with srv:
+        requests = [_refresh_request(exchange(srv, code)) for code in codes]
+        req = requests[0]
+        if connections > 1:
+            req.cycle = ctx.work_dir(row["name"]) / "refresh-bodies.txt"
+            req.cycle.write_text("".join(r.body + "\n" for r in requests))
+            req.body = ""
+        return measure_http(ctx, row, srv, req)
 
 
 def refresh_sqlite(ctx: Context, row: dict[str, Any]) -> dict[str, Any]:
     return _refresh(ctx, row, sqlite_url(ctx, row["name"]))
 
 
-def refresh_pg(workers: int):
+PG_CONNECTIONS = 100
+
+
+def refresh_pg(workers: int, connections: int = PG_CONNECTIONS):
     def run(ctx: Context, row: dict[str, Any]) -> dict[str, Any]:
         url = ctx.postgres().create_database()
         row.setdefault("notes", []).append(
-            f"{row['name']}: PostgreSQL {_pg_note()}")
-        return _refresh(ctx, row, url, workers)
+            f"{row['name']}: PostgreSQL {_pg_note()}; refresh tokens of {connections} installs "
+            "round-robin (one replayed token would serialize every request on its row lock)")
+        return _refresh(ctx, row, url, workers, connections)
 
     return run
 
@@ -181,8 +196,12 @@ SCENARIOS = [
     Scenario("ours-api-noauth", "ours", "http",
              "the same route with api_auth=False (no token lookup)", api_noauth),
     Scenario("ours-refresh-pg-1p", "ours", "http",
-             "hubspot-oauth refresh_token grant, PostgreSQL, 1 process", refresh_pg(1)),
+             "hubspot-oauth refresh_token grant, PostgreSQL, 1 process, 100 installs' refresh "
+             "tokens round-robin", refresh_pg(1)),
     Scenario("ours-refresh-pg-2p", "ours", "http",
-             "hubspot-oauth refresh_token grant, PostgreSQL, 2 processes (uvicorn --workers 2)",
+             "the same, 2 processes (uvicorn --workers 2)",
              refresh_pg(2)),
+    Scenario("ours-refresh-pg-2p-1token", "ours", "http",
+             "as ours-refresh-pg-2p but every request replays one refresh token (peers' shape)",
+             refresh_pg(2, connections=1)),
 ]

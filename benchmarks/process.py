@@ -143,6 +143,7 @@ class Server:
     cwd: Path = ROOT
     ready_timeout: float = 60.0
     proc: subprocess.Popen | None = None
+    database_pid: int | None = None  # a database server it uses (CPU reported separately)
 
     @property
     def base_url(self) -> str:
@@ -231,6 +232,7 @@ class Request:
     authorization: str = ""
     expect: str = ""
     bodies: list[Path] = field(default_factory=list)  # one file per run: warm-up, run 1, …
+    cycle: Path | None = None  # reusable bodies, one a line, sent round-robin every run
 
     def wrk_env(self) -> dict[str, str]:
         env = {"WRK_METHOD": self.method}
@@ -288,6 +290,8 @@ class WrkSettings:
 
 def wrk_command(url: str, req: Request, settings: WrkSettings, duration: int,
                 bodies: Path | None = None) -> tuple[list[str], dict[str, str]]:
+    if req.cycle is not None:
+        bodies = req.cycle
     script = HERE / "wrk" / ("bodies.lua" if bodies else "report.lua")
     cmd = ["wrk", f"-t{settings.threads}", f"-c{settings.connections}", f"-d{duration}s",
            "--timeout", f"{settings.timeout_s}s", "-s", str(script), url]
@@ -296,6 +300,8 @@ def wrk_command(url: str, req: Request, settings: WrkSettings, duration: int,
         env.pop("WRK_BODY", None)
         env["WRK_BODIES_FILE"] = str(bodies)
         env["WRK_THREADS"] = str(settings.threads)  # each wrk thread has its own Lua state
+        if req.cycle is not None:
+            env["WRK_CYCLE"] = "1"
     return cmd, env
 
 
@@ -311,8 +317,10 @@ def run_wrk(server: Server, req: Request, settings: WrkSettings, duration: int,
     """One wrk run against `server`; returns wrk's figures plus CPU shares and peak RSS."""
     cmd, env = wrk_command(server.base_url + req.path, req, settings, duration, bodies)
     pids = server.pids()
+    db_pids = proc_tree(server.database_pid) if server.database_pid else []
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     all0, st0, c0, t0 = all_cpu_ticks(), steal_ticks(), cpu_ticks(pids), time.monotonic()
+    d0 = cpu_ticks(db_pids)
     with RssSampler(server.proc.pid) as rss:
         proc = subprocess.Popen(cmd, cwd=HERE, env={**os.environ, **env}, text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -324,11 +332,12 @@ def run_wrk(server: Server, req: Request, settings: WrkSettings, duration: int,
             raise RuntimeError("wrk did not finish in time") from None
     wall = time.monotonic() - t0
     c1, all1, st1 = cpu_ticks(pids), all_cpu_ticks(), steal_ticks()
+    d1 = cpu_ticks(db_pids)
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise RuntimeError(f"wrk rc={proc.returncode}: {stdout[-300:]} {stderr[-300:]}")
     r = parse_wrk(stdout)
-    mine = set(pids) | {os.getpid()}
+    mine = set(pids) | set(db_pids) | {os.getpid()}
     other = sum(t - all0.get(p, 0) for p, t in all1.items() if p not in mine)
     wrk_cpu = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
     r.update(
@@ -338,6 +347,7 @@ def run_wrk(server: Server, req: Request, settings: WrkSettings, duration: int,
         # CPU the server spent per answered request: robust to other load on the machine
         server_cpu_ms_per_req=round(1000 * (c1 - c0) / CLK_TCK / max(1, r["requests"]), 3),
         wrk_cpu_pct=round(100 * wrk_cpu / wall, 1),
+        db_cpu_pct=round(100 * (d1 - d0) / CLK_TCK / wall, 1) if db_pids else None,
         other_cpu_pct=round(100 * other / CLK_TCK / wall, 1),
         steal_pct=round(100 * (st1 - st0) / CLK_TCK / wall, 1),
         cmd=shown_wrk(cmd, env),

@@ -8,6 +8,8 @@
 -- A request built after the last body is never read (the thread's loop has stopped);
 -- it carries an unknown code, so it cannot consume or replay a real one.
 -- done() prints the same WRKJSON line as report.lua, plus active_s.
+-- With WRK_CYCLE=1 the thread starts over at its first body instead of stopping (many
+-- distinct, reusable bodies, e.g. the refresh tokens of many connections).
 
 local ffi = require("ffi")
 ffi.cdef[[
@@ -42,6 +44,7 @@ function init(args)
     end
   end
   next_body = 0
+  cycle = os.getenv("WRK_CYCLE") == "1"
   exhausted = "grant_type=authorization_code&code=bench-exhausted"
   wrk.method = "POST"
   wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
@@ -51,6 +54,7 @@ end
 function request()
   if first_us == nil then first_us = now_us() end
   next_body = next_body + 1
+  if next_body > #bodies and cycle then next_body = 1 end
   if next_body > #bodies then
     wrk.thread:stop()
     return wrk.format(nil, nil, nil, exhausted)
