@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import re
 import uuid
 
 from sqlalchemy import exc as sa_exc
@@ -135,6 +136,30 @@ async def _index(request: Request) -> Response:
     })
 
 
+# uvicorn's access log (off unless a handler is added to "uvicorn.access") prints request
+# paths with their query: v1 metadata paths carry tokens (reference §6.1) and callbacks
+# carry codes. Whoever turns it on gets those values masked.
+_SECRETS_IN_TARGET = re.compile(
+    r"(/oauth/v1/(?:access|refresh)-tokens/)[^/?#\s\"]+"
+    r"|([?&](?:code|state|token|access_token|refresh_token|client_secret|code_verifier)=)"
+    r"[^&#\s\"]*")
+
+
+class _RedactAccessLog(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _SECRETS_IN_TARGET.sub(lambda m: (m.group(1) or m.group(2)) + "[redacted]", a)
+                if isinstance(a, str) else a for a in record.args)
+        return True
+
+
+def _redact_access_log() -> None:
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, _RedactAccessLog) for f in access.filters):
+        access.addFilter(_RedactAccessLog())
+
+
 def create_app(settings: ServerSettings | None = None) -> Starlette:
     """The local HubSpot for `settings`; ``app.state.hubspot`` is its `LocalHubSpot`.
 
@@ -143,6 +168,7 @@ def create_app(settings: ServerSettings | None = None) -> Starlette:
     settings.
     """
     settings = settings or ServerSettings()
+    _redact_access_log()
     hubspot = LocalHubSpot(settings)
     routes: list = [Route("/", _index, methods=["GET"]),
                     *openapi.routes]  # GET /openapi.json (servers = the request's base URL)
