@@ -299,3 +299,18 @@ def test_quickstart_with_credentials_uses_that_hubspot_only(tmp_path: Path) -> N
     assert proc.returncode == 0, err
     assert "Stopped the quickstart." in out
     assert not (tmp_path / "data" / "local-hubspot.db").exists()
+
+
+def test_unreachable_database_is_one_line(data_dir, monkeypatch) -> None:
+    from cryptography.fernet import Fernet
+
+    monkeypatch.setenv("HUBSPOT_OAUTH_ENCRYPTION_KEYS", Fernet.generate_key().decode())
+    url = f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/nothing"
+    for args in (["server", "--port", str(free_port()), "--database-url", url],
+                 ["tokens", "list", "--database-url", url],
+                 ["db", "upgrade", "--database-url", url]):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 1, (args, result.output)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("Error: "), (args, lines)
+        assert "Traceback" not in result.output

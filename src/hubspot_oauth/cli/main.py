@@ -7,6 +7,7 @@ import warnings
 from typing import Any
 
 import click
+from sqlalchemy import exc as sa_exc
 
 from .. import __version__
 from ..errors import HubSpotOAuthError
@@ -42,6 +43,12 @@ class HubSpotOAuthGroup(click.Group):
             if debug_enabled(ctx):
                 raise
             report(ctx, describe(exc), EXIT_FAILED)
+        except sa_exc.SQLAlchemyError as exc:
+            if debug_enabled(ctx):
+                raise
+            cause = getattr(exc, "orig", None) or exc
+            first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+            report(ctx, f"database error ({type(cause).__name__}): {first}", EXIT_FAILED)
         except Exception as exc:
             if debug_enabled(ctx):
                 raise
