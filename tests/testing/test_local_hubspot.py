@@ -290,3 +290,17 @@ async def test_async_kit_client_waits_on_the_server_clock() -> None:
         assert refreshed.access_token != token.access_token
         assert hubspot.server.clock.offset() >= 1  # Retry-After: 1, waited on HubSpot's clock
         await client.aclose()
+
+
+def test_only_the_kits_own_databases_skip_fsync(tmp_path: Path) -> None:
+    def synchronous(engine) -> int:  # noqa: ANN001
+        with engine.connect() as conn:
+            return conn.exec_driver_sql("PRAGMA synchronous").scalar()
+
+    with local_hubspot() as hubspot:
+        assert synchronous(hubspot.server.engine) == 0          # OFF: thrown away after
+        assert synchronous(hubspot.token_store().engine) == 0
+        mine = hubspot.token_store(database_url=f"sqlite:///{tmp_path / 'mine.db'}")
+        assert synchronous(mine.engine) != 0                    # the user's: untouched
+    with local_hubspot(database_url=f"sqlite:///{tmp_path / 'given.db'}") as hubspot:
+        assert synchronous(hubspot.server.engine) != 0
