@@ -129,13 +129,16 @@ def create_app(
     config = config or ClientConfig.from_env()
     options = options or QuickstartOptions()
     config.require_credentials()
+    owned: list[Any] = []  # what this app built, and so closes at shutdown
     if client is None:
         client = OAuthClient.from_config(config)
+        owned.append(client)
     database_url = config.default_database_url()
     if store is None:
         store = TokenStore(
             database_url, client=client, encryption_keys=list(config.encryption_keys) or None
         )
+        owned.append(store)
     if states is None:
         states = StateStore(store.engine)
     http = httpx.Client(base_url=config.endpoints().api_url, timeout=15.0)
@@ -389,6 +392,8 @@ def create_app(
             yield
         finally:
             http.close()
+            for resource in owned:
+                resource.close()
 
     routes = [
         Route("/", home),
