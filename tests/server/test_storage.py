@@ -72,15 +72,15 @@ def test_schema_is_created_and_checked(database_url: str) -> None:
         tables = set(sa.inspect(engine).get_table_names())
         assert set(metadata.tables) <= tables
         with engine.begin() as conn:
-            conn.execute(sa.text(f"UPDATE {VERSION_TABLE} SET version_num = '0000_old'"))  # noqa: S608
+            conn.execute(sa.text(f"UPDATE {VERSION_TABLE} SET version_num = '0001_initial'"))  # noqa: S608
     finally:
         engine.dispose()
     with pytest.raises(DatabaseSchemaError) as info:
         create_app(ServerSettings(database_url=database_url))
     message = str(info.value)
-    assert "is at local HubSpot schema revision '0000_old'" in message
+    assert "is at local HubSpot schema revision '0001_initial'" in message
     assert f"needs '{SCHEMA_REVISION}'" in message
-    assert "run `hubspot-oauth db upgrade`" in message
+    assert "run `hubspot-oauth db upgrade --for server --database-url " in message
 
 
 def test_codes_tokens_and_secrets_are_stored_only_as_digests(servers) -> None:

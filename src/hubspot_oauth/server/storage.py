@@ -145,6 +145,7 @@ def upgrade(database_url: str | Engine) -> str:
             with conn.begin():
                 if conn.dialect.name == "postgresql":
                     conn.execute(sa.text("SELECT pg_advisory_xact_lock(7301202611)"))
+                _refuse_unversioned_tables(conn, engine)
                 command.upgrade(_alembic_config(conn), "head")
         return SCHEMA_REVISION
     finally:
@@ -152,17 +153,47 @@ def upgrade(database_url: str | Engine) -> str:
             engine.dispose()
 
 
+def _upgrade_command(where: str) -> str:
+    return f"`hubspot-oauth db upgrade --for server --database-url {where}`"
+
+
+def _refuse_unversioned_tables(conn: Connection, engine: Engine) -> None:
+    """Our tables without a version row cannot be migrated (their revision is unknown)."""
+    existing = set(sa.inspect(conn).get_table_names())
+    if VERSION_TABLE in existing and conn.execute(
+            sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).first():  # noqa: S608
+        return
+    if existing & {"apps", "emulator_state", "authorization_codes", "refresh_tokens"}:
+        where = engine.url.render_as_string(hide_password=True)
+        raise DatabaseSchemaError(
+            f"database {where} has local HubSpot tables but no schema revision in "
+            f"{VERSION_TABLE}, so they cannot be upgraded; use a new database (the local "
+            f"HubSpot's data is disposable) or drop those tables"
+        )
+
+
 def check_schema(engine: Engine) -> None:
-    """Raise `DatabaseSchemaError` unless the database is at `SCHEMA_REVISION`."""
+    """Raise `DatabaseSchemaError` unless the database is at `SCHEMA_REVISION`; the
+    message names the command that fixes it."""
     revision = current_revision(engine)
     if revision == SCHEMA_REVISION:
         return
     where = engine.url.render_as_string(hide_password=True)
     if revision is None:
         raise DatabaseSchemaError(
-            f"database {where} has no local HubSpot schema; run `hubspot-oauth db upgrade`"
+            f"database {where} has no local HubSpot schema; run {_upgrade_command(where)}"
+        )
+    from alembic.script import ScriptDirectory
+
+    config = _alembic_config(None)  # type: ignore[arg-type]
+    known = {script.revision for script in ScriptDirectory.from_config(config).walk_revisions()}
+    if revision not in known:
+        raise DatabaseSchemaError(
+            f"database {where} is at local HubSpot schema revision {revision!r}, newer "
+            f"than this version of hubspot-oauth knows ({SCHEMA_REVISION!r}); upgrade "
+            f"hubspot-oauth"
         )
     raise DatabaseSchemaError(
         f"database {where} is at local HubSpot schema revision {revision!r} but this "
-        f"version needs {SCHEMA_REVISION!r}; run `hubspot-oauth db upgrade`"
+        f"version needs {SCHEMA_REVISION!r}; run {_upgrade_command(where)}"
     )
