@@ -85,6 +85,19 @@ def _display(url: sa.URL | str) -> str:
     return sa.make_url(url).render_as_string(hide_password=True)
 
 
+BASELINE = "0001"  # the first revision: what tables made before any migration would be
+
+
+def _unversioned(url: str) -> SchemaOutdatedError:
+    """Our tables but no version row: no migration can tell where to start."""
+    return SchemaOutdatedError(
+        f"the database {url} has hubspot-oauth store tables but no revision in "
+        f"{VERSION_TABLE}, so `hubspot-oauth db upgrade --database-url {url}` cannot tell "
+        f"which migrations to apply; if the tables are store schema {BASELINE}, record that "
+        f"revision there (one row, version_num = '{BASELINE}') and run it again"
+    )
+
+
 def upgrade(database_url: str | sa.URL | sa.Engine, revision: str = "head") -> str:
     """Apply the migrations up to `revision` (default the newest). Returns the revision.
 
@@ -102,6 +115,8 @@ def upgrade(database_url: str | sa.URL | sa.Engine, revision: str = "head") -> s
             with engine.begin() as connection:
                 if connection.dialect.name == "postgresql":
                     connection.exec_driver_sql("SELECT pg_advisory_xact_lock(72057594037927)")
+                if current_revision(connection) is None and schema_status(connection) != "empty":
+                    raise _unversioned(_display(engine.url))
                 command.upgrade(_alembic_config(connection), revision)
                 return current_revision(connection) or ""
         except sa.exc.SQLAlchemyError:
@@ -127,6 +142,8 @@ def ensure_schema(engine: sa.Engine, *, create_if_empty: bool = True) -> None:
         upgrade(engine)
         return
     url = _display(engine.url)
+    if status == "behind" and found is None:
+        raise _unversioned(url)
     if status == "ahead":
         raise SchemaOutdatedError(
             f"the database {url} has hubspot-oauth store schema revision {found!r}, newer "
