@@ -40,12 +40,14 @@ def cli_env(workdir: Path) -> dict[str, str]:
     return env
 
 
-def run_cli(args: Sequence[str], workdir: Path, timeout: float = 120.0
-            ) -> subprocess.CompletedProcess[str]:
-    """Run ``hubspot-oauth ARGS`` to completion (bounded); stdout and stderr as text."""
+def run_cli(args: Sequence[str], workdir: Path, timeout: float = 120.0,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``hubspot-oauth ARGS`` to completion (bounded); stdout and stderr as text.
+    `env` adds variables to `cli_env`."""
     workdir.mkdir(parents=True, exist_ok=True)
-    return subprocess.run([str(CONSOLE_SCRIPT), *args], env=cli_env(workdir), cwd=workdir,
-                          capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run([str(CONSOLE_SCRIPT), *args], env={**cli_env(workdir), **(env or {})},
+                          cwd=workdir, capture_output=True, text=True, timeout=timeout,
+                          check=False)
 
 
 class ServerProcess:
