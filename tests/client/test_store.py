@@ -92,13 +92,19 @@ def test_save_get_connection_and_delete(hubspot: Any, make_store: Any) -> None:
     token = hubspot.connect()
     key = store.save(token)
     assert key == str(PORTAL)
-    assert store.get(key) == token
-    named = store.save(token, key="team-a")
+    # HubSpot's token metadata named the installing user and the account's domain.
+    assert store.get(key) == token.replace(user="admin@example.com",
+                                           hub_domain="acme.example.com")
+    named = store.save(token, key="team-a", describe=False)
     assert named == "team-a"
 
     connection = store.connection(key)
     assert isinstance(connection, Connection)
     assert connection.key == key and connection.hub_id == PORTAL
+    assert connection.user == "admin@example.com"
+    assert connection.hub_domain == "acme.example.com"
+    assert connection.user_id == token.user_id
+    assert store.connection("team-a").user is None  # describe=False: as HubSpot returned it
     assert connection.status == "active" and not connection.needs_reauthorization
     assert "crm.objects.contacts.read" in connection.scopes
     assert connection.expires_at == token.expires_at
@@ -121,10 +127,12 @@ def test_save_needs_a_key_when_the_token_has_no_hub_id(hubspot: Any, make_store:
     store = make_store()
     token = hubspot.connect().replace(hub_id=None)
     with pytest.raises(ConfigurationError, match="key="):
-        store.save(token)
-    assert store.save(token, key="named") == "named"
+        store.save(token, describe=False)
+    assert store.save(token, key="named", describe=False) == "named"
     with pytest.raises(ConfigurationError):
         store.save(token, key="")
+    # Described by HubSpot's token metadata, the token names its account after all.
+    assert store.save(token) == str(PORTAL)
 
 
 def test_the_database_holds_no_token_in_plain_text(
@@ -283,12 +291,13 @@ def test_c11_html_502_keeps_the_stored_token_and_the_next_try_succeeds(
     key = store.save(token)
     hubspot.advance(1800)
     before = raw_row(store, key)
+    saved = store.get(key)
     hubspot.fail_next("token", "html_502")
     with pytest.raises(RetryableError) as info:
         store.access_token(key)
     assert isinstance(info.value, ServerError) and info.value.status_code == 502
     assert raw_row(store, key) == before  # ciphertext, version, lease: untouched
-    assert store.get(key) == token
+    assert store.get(key) == saved
     assert store.connection(key).status == "active"
     fresh = store.access_token(key)
     assert fresh != token.access_token and api_status(hubspot, fresh) == 200
@@ -335,13 +344,21 @@ def test_a_lease_held_too_long_is_a_retryable_error(hubspot: Any, make_store: An
         )
     with pytest.raises(RetryableError, match="refreshing"):
         store.access_token(key)
-    assert store.get(key) == token and hubspot.refresh_count() == 0
+    assert store.get(key).access_token == token.access_token
+    assert hubspot.refresh_count() == 0
 
 
 @pytest.mark.hubspot(refresh_token_rotation="rotate")
 def test_bad_refresh_token_after_another_process_rotated_rereads_and_succeeds(
-    hubspot_server: Any, database_url: str, keys: list[str], stores: list[TokenStore]
+    hubspot_server: Any, database_url: str, keys: list[str], stores: list[TokenStore],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """A process stalls past its lease (it stops renewing it, as a frozen process would);
+    another takes over and rotates the refresh token first."""
+    from hubspot_oauth.client import store as store_module
+
+    monkeypatch.setattr(store_module._LeaseKeeper, "start", lambda self: None)
+    monkeypatch.setattr(store_module._LeaseKeeper, "stop", lambda self: None)
     hubspot = hubspot_server
 
     def store(**options: Any) -> TokenStore:
@@ -389,14 +406,14 @@ def test_key_rotation_keeps_old_rows_readable_and_writes_new_ones_under_the_new_
 ) -> None:
     old, new = KeyRing.generate_key(), KeyRing.generate_key()
     before = make_store(encryption_keys=[old])
-    a = hubspot.connect()
-    before.save(a, key="a")
+    before.save(hubspot.connect(), key="a")
+    a = before.get("a")
     before.save(a, key="b")
 
     ring = make_store(encryption_keys=[new, old])
     assert ring.get("a") == a  # old rows still read
-    c = hubspot.connect()
-    ring.save(c, key="c")
+    ring.save(hubspot.connect(), key="c")
+    c = ring.get("c")
     assert raw_row(ring, "c")["key_id"] == key_id(new)
     assert raw_row(ring, "a")["key_id"] == key_id(old)
     with pytest.raises(EncryptionKeyError):
@@ -572,3 +589,75 @@ def test_token_type_is_kept(hubspot: Any, make_store: Any) -> None:
     key = store.save(token)
     assert isinstance(store.get(key), Token)
     assert store.get(key).token_type == token.token_type
+
+
+def test_an_async_client_is_refused_with_a_clear_message(
+    hubspot: Any, keys: list[str], sqlite_url: str
+) -> None:
+    with pytest.raises(ConfigurationError, match="synchronous OAuthClient"):
+        TokenStore(sqlite_url, client=hubspot.async_oauth_client(), encryption_keys=keys)
+
+
+def test_a_failed_lookup_of_the_installing_user_still_saves(
+    hubspot: Any, make_store: Any
+) -> None:
+    store = make_store(client=hubspot.oauth_client(retry=RetryPolicy(attempts=1)))
+    token = hubspot.connect()
+    hubspot.fail_next("introspect", "server_error")
+    key = store.save(token)
+    assert store.get(key) == token
+    assert store.connection(key).user is None
+
+
+def test_a_slow_refresh_keeps_its_lease_alive(
+    hubspot_server: Any, database_url: str, keys: list[str], stores: list[TokenStore]
+) -> None:
+    """HubSpot takes longer than the lease: the refresher renews it, so a second process
+    waits for its answer instead of refreshing the same token again."""
+    hubspot = hubspot_server
+    slow = TokenStore(database_url, client=hubspot.oauth_client(), encryption_keys=keys,
+                      clock=hubspot.now, refresh_lease=0.6)
+    other = TokenStore(database_url, client=hubspot.oauth_client(), encryption_keys=keys,
+                       clock=hubspot.now)
+    stores.extend([slow, other])
+    key = slow.save(hubspot.connect())
+    hubspot.advance(1800)
+    hubspot.fail_next("token", "delay", delay_ms=2500)
+    results: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: results.update(slow=slow.access_token(key)))
+    thread.start()
+    time.sleep(1.2)  # twice the lease: only renewal keeps it
+    results["other"] = other.access_token(key)
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert results["slow"] == results["other"]
+    assert hubspot.refresh_count() == 1 and hubspot.refresh_count("error") == 0
+
+
+@pytest.mark.hubspot(refresh_token_rotation="rotate")
+def test_a_token_rotated_and_saved_elsewhere_mid_refresh_is_used(
+    hubspot_server: Any, database_url: str, keys: list[str], stores: list[TokenStore]
+) -> None:
+    """While our refresh waits at HubSpot, another writer refreshes the same refresh token
+    and saves the result: HubSpot answers us BAD_REFRESH_TOKEN, and the store re-reads
+    the row, returns the other writer's token and does not mark the connection."""
+    hubspot = hubspot_server
+    calls: list[str] = []
+    store = TokenStore(database_url, client=hubspot.oauth_client(), encryption_keys=keys,
+                       clock=hubspot.now, on_reauthorization_required=lambda k, e: calls.append(k))
+    stores.append(store)
+    key = store.save(hubspot.connect())
+    hubspot.advance(1800)
+    hubspot.fail_next("token", "delay", delay_ms=1500)
+    results: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: results.update(ours=store.access_token(key)))
+    thread.start()
+    time.sleep(0.5)
+    elsewhere = hubspot.oauth_client().refresh(store.get(key).refresh_token)
+    store.save(elsewhere, key=key, describe=False)
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert results["ours"] == elsewhere.access_token
+    assert hubspot.refresh_count() == 1 and hubspot.refresh_count("error") == 1
+    assert calls == [] and store.connection(key).status == "active"
+    assert store.refresh(key).refresh_token != elsewhere.refresh_token  # it still works

@@ -28,11 +28,12 @@ good while we still hold the lease marks the connection ``needs_reauthorization`
 ``on_reauthorization_required(key, error)`` - once, in the process that saw it. Transient
 failures (`RetryableError`) keep the stored token and release the lease.
 
-A process killed in the middle of a refresh leaves its lease behind; it expires after
-`refresh_lease` seconds (default 60, longer than the client's worst-case refresh with its
-retries), after which the next caller refreshes. Keep the lease longer than a refresh can
-take: a refresh outliving its lease may be repeated by another process (harmless unless
-HubSpot rotates refresh tokens and the first answer is lost).
+The lease lasts `refresh_lease` seconds (default 30) and is renewed every third of that
+while the refresh runs, so a slow HubSpot (the client retries transient failures for up
+to a minute) never loses it; a process killed in the middle of a refresh stops renewing,
+and its lease expires within `refresh_lease` seconds, after which the next caller
+refreshes. (A refresh answer lost with a killed process cannot be recovered by anyone;
+harmless unless HubSpot rotates refresh tokens, which it does not by default.)
 
 **Expiry.** The store decides on its own clock (`clock`, default the real UTC time) with
 the token's own `expires_at`; a refresh result's expiry is anchored at the store's clock
@@ -70,6 +71,7 @@ from ..errors import (
     ConfigurationError,
     ConnectionNotFoundError,
     EncryptionKeyError,
+    HubSpotOAuthError,
     ReauthorizationRequiredError,
     RetryableError,
     TokenStoreError,
@@ -219,6 +221,38 @@ def create_store_engine(
     return engine
 
 
+class _LeaseKeeper:
+    """Renews a refresh lease every third of `refresh_lease` until stopped (or lost)."""
+
+    def __init__(self, store: TokenStore, key: str, owner: str) -> None:
+        self._store, self._key, self._owner = store, key, owner
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"hubspot-oauth lease {key}", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        c = _connections.c
+        lease = self._store.refresh_lease
+        while not self._stopped.wait(lease / 3):
+            try:
+                kept = self._store._update(
+                    (c.key == self._key) & (c.refresh_owner == self._owner),
+                    refreshing_until=time.time() + lease,
+                )
+            except TokenStoreError:
+                continue  # the database is away; try again next period
+            if not kept:
+                return  # saved, released, or taken over: nothing left to keep
+
+
 class TokenStore:
     """Tokens of many HubSpot connections, encrypted at rest, refreshed single-flight.
 
@@ -234,7 +268,8 @@ class TokenStore:
     * `on_reauthorization_required` *(optional)* - ``hook(key, error)`` called once when a
       connection turns ``needs_reauthorization``; its exceptions are logged, not raised.
     * `clock` *(optional)* - returns the aware UTC "now" used for expiry decisions.
-    * `refresh_lease` - seconds a refresh may hold the database lease (default 60).
+    * `refresh_lease` - seconds the database lease of a refresh lasts unless renewed
+      (default 30; renewed every third of it while the refresh runs).
     * `refresh_wait` - seconds a caller waits for another's refresh before
       `RefreshInProgressError` (default `refresh_lease` + 30).
     * `engine` / `engine_options` *(optional)* - an existing engine, or
@@ -256,7 +291,7 @@ class TokenStore:
         on_reauthorization_required: Callable[[str, ReauthorizationRequiredError], Any]
         | None = None,
         clock: Callable[[], datetime] | None = None,
-        refresh_lease: float = 60.0,
+        refresh_lease: float = 30.0,
         refresh_wait: float | None = None,
         key_file: str | None = None,
         engine: sa.Engine | None = None,
@@ -386,15 +421,26 @@ class TokenStore:
 
     # -- public API -----------------------------------------------------------------
 
-    def save(self, token: Token, key: str | None = None) -> str:
+    def save(self, token: Token, key: str | None = None, *, describe: bool | None = None) -> str:
         """Store `token` (encrypted) under `key`, default ``str(token.hub_id)``; returns the key.
 
         Replaces what was stored under that key (a re-install): the connection becomes
         ``active`` again and a refresh in flight for the old token will not overwrite it.
+
+        HubSpot's token response names the account (`hub_id`) but not the installing user's
+        email or the account's domain. With `describe` (default: when the store has a
+        client and the token lacks them) the store asks HubSpot once
+        (`OAuthClient.introspect`, reference §6) so `Connection` can show them; if that
+        call fails the token is saved as it is.
+
         Raises `ConfigurationError` when the token has no hub_id and no key is given.
         """
         if not isinstance(token, Token):
             raise ConfigurationError("TokenStore.save needs a hubspot_oauth.Token")
+        if describe is None:
+            describe = token.user is None or token.hub_domain is None
+        if describe and self.client is not None:
+            token = self._described(token)
         if key is None:
             if token.hub_id is None:
                 raise ConfigurationError("the token has no hub_id: pass save(token, key=...)")
@@ -429,6 +475,25 @@ class TokenStore:
             # Another process inserted the same key at the same moment: update theirs.
             self._guard(run)
         return key
+
+    def _described(self, token: Token) -> Token:
+        introspect = getattr(self.client, "introspect", None)
+        if not callable(introspect):
+            return token
+        try:
+            info = introspect(token.access_token)
+        except HubSpotOAuthError as exc:
+            logger.warning("could not look up the installing user of a token (%s); saving "
+                           "it without", type(exc).__name__)
+            return token
+        if not getattr(info, "active", False):
+            return token
+        return token.replace(
+            user=token.user or info.user,
+            hub_domain=token.hub_domain or info.hub_domain,
+            hub_id=token.hub_id if token.hub_id is not None else info.hub_id,
+            user_id=token.user_id if token.user_id is not None else info.user_id,
+        )
 
     def _token_columns(self, token: Token) -> dict[str, Any]:
         return {
@@ -556,7 +621,6 @@ class TokenStore:
     ) -> Token | None:
         """Call HubSpot while holding the lease. Returns the new token, or None when the
         row changed under us and the caller should look again."""
-        c = _connections.c
         assert self.client is not None
         if not token.refresh_token:
             error = ReauthorizationRequiredError(
@@ -567,6 +631,18 @@ class TokenStore:
             )
             return self._mark_needs_reauthorization(key, row, owner, error)
         started = self._clock()
+        keeper = _LeaseKeeper(self, key, owner)
+        keeper.start()
+        try:
+            return self._call_and_save(key, row, token, owner, started)
+        finally:
+            keeper.stop()
+
+    def _call_and_save(
+        self, key: str, row: _Row, token: Token, owner: str, started: datetime
+    ) -> Token | None:
+        c = _connections.c
+        assert self.client is not None and token.refresh_token
         try:
             fresh = self.client.refresh(token.refresh_token)
         except ReauthorizationRequiredError as error:
