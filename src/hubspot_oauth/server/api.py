@@ -22,7 +22,6 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -112,7 +111,7 @@ def _api(scopes: tuple[str, ...] | None, prepare: Callable[[Request], Any]):  # 
             token = _bearer(request) if hubspot.settings.api_auth else ""
             handler: Handler = await prepare(request)
         except HubSpotHTTPError as exc:
-            await run_in_threadpool(hubspot.count, "api", "", "error")
+            await hubspot.call(hubspot.count, "api", "", "error")
             return error_response(request, exc)
         def call(fault_endpoint: str | None) -> tuple[int, Any, dict[str, str]]:
             failure: HubSpotHTTPError | None = None

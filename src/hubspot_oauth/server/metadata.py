@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -57,7 +56,7 @@ def _path_token(request: Request, status: str) -> str:
 
 async def access_token_info(request: Request) -> Response:
     token = _path_token(request, "BAD_ACCESS_TOKEN")
-    info = await run_in_threadpool(request.app.state.hubspot.access_token_info, token)
+    info = await request.app.state.hubspot.call(request.app.state.hubspot.access_token_info, token)
     if info is None:
         raise _not_found("BAD_ACCESS_TOKEN", "access token")
     info.pop("client_id", None)
@@ -68,11 +67,11 @@ async def refresh_token_info(request: Request) -> Response:
     token = _path_token(request, "BAD_REFRESH_TOKEN")
     hubspot = request.app.state.hubspot
     if request.method == "DELETE":
-        if not await run_in_threadpool(hubspot.delete_refresh_token, token):
+        if not await hubspot.call(hubspot.delete_refresh_token, token):
             raise _not_found("BAD_REFRESH_TOKEN", "refresh token")
         return Response(status_code=204, headers={CORRELATION_HEADER: correlation_id(request),
                                                   **NO_STORE})
-    info = await run_in_threadpool(hubspot.refresh_token_info, token)
+    info = await hubspot.call(hubspot.refresh_token_info, token)
     if info is None:
         raise _not_found("BAD_REFRESH_TOKEN", "refresh token")
     return json_response(request, info, 200, NO_STORE)
@@ -106,12 +105,12 @@ def _introspection_endpoint(version: str, action: str):  # noqa: ANN202
             client_id, client_secret = client_credentials(request, form)
             token, hint = _token_param(form)
         except HubSpotHTTPError as exc:
-            await run_in_threadpool(hubspot.count, action, "", "error")
+            await hubspot.call(hubspot.count, action, "", "error")
             return error_response(request, exc)
         guard, keys = client_guard(request, client_id)
         verdict = guard.check(*keys)
         if not verdict.allowed:
-            await run_in_threadpool(hubspot.count, action, "", "error")
+            await hubspot.call(hubspot.count, action, "", "error")
             return locked_response(request, verdict)
         method = hubspot.introspect if action == "introspect" else hubspot.revoke
         try:

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from typing import Any
 
 import anyio
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
@@ -121,7 +120,7 @@ def record_client_auth(guard: BruteForceGuard, keys: tuple[str, ...],
 
 async def take_fault(request: Request, endpoint: str) -> Fault | None:
     """The next queued fault of `endpoint`, after waiting its delay; None when none."""
-    fault = await run_in_threadpool(request.app.state.hubspot.faults.take, endpoint)
+    fault = await request.app.state.hubspot.call(request.app.state.hubspot.faults.take, endpoint)
     if fault is not None and fault.delay_ms:
         await anyio.sleep(fault.delay_ms / 1000)
     return fault
@@ -134,17 +133,17 @@ async def run_with_faults(request: Request, endpoint: str, call: Callable[..., A
     answer as the fault says, or (``delay``) wait and run `call` without the check.
     Returns the call's result or a `Response`."""
     try:
-        return await run_in_threadpool(call, endpoint)
+        return await request.app.state.hubspot.call(call, endpoint)
     except FaultPending:
         pass
     fault = await take_fault(request, endpoint)
     if fault is not None:
         answer = fault_response(request, fault, count[1])
         if answer is not None:
-            await run_in_threadpool(request.app.state.hubspot.count, count[0], count[1],
-                                    "error")
+            hubspot = request.app.state.hubspot
+            await hubspot.call(hubspot.count, count[0], count[1], "error")
             return answer
-    return await run_in_threadpool(call, None)
+    return await request.app.state.hubspot.call(call, None)
 
 
 def fault_response(request: Request, fault: Fault, grant_type: str = "") -> Response | None:
@@ -221,12 +220,12 @@ def _token_endpoint(version: str):  # noqa: ANN202
                     client_id=client_id, client_secret=client_secret,
                     refresh_token=refresh_token, fault_endpoint=fault_endpoint)
         except HubSpotHTTPError as exc:
-            await run_in_threadpool(hubspot.count, "token", _grant_key(grant_type), "error")
+            await hubspot.call(hubspot.count, "token", _grant_key(grant_type), "error")
             return error_response(request, exc)
         guard, keys = client_guard(request, client_id)
         verdict = guard.check(*keys)
         if not verdict.allowed:
-            await run_in_threadpool(hubspot.count, "token", grant_type, "error")
+            await hubspot.call(hubspot.count, "token", grant_type, "error")
             return locked_response(request, verdict)
 
         try:
