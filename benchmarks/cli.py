@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="1 short run each, no retries")
     ap.add_argument("--runs", type=int, help="measured runs per scenario (default 3)")
     ap.add_argument("--duration", type=int, help="seconds per wrk run (default 5)")
-    ap.add_argument("--warmup", type=int, help="seconds of warm-up (default 2)")
+    ap.add_argument("--warmup", type=int, help="seconds of warm-up (default 3)")
     ap.add_argument("--connections", type=int, default=50)
     ap.add_argument("--output", type=Path, help="folder for <date>.md/.png/.json")
     ap.add_argument("--list", action="store_true")

@@ -32,7 +32,7 @@ class Scenario:
 class Context:
     runs: int = 3
     duration: int = 5
-    warmup: int = 2
+    warmup: int = 3
     quick: bool = False
     wrk: WrkSettings = field(default_factory=WrkSettings)
     noise_threshold: float = 15.0  # % of a core used by other processes during a run
