@@ -661,3 +661,18 @@ def test_a_token_rotated_and_saved_elsewhere_mid_refresh_is_used(
     assert hubspot.refresh_count() == 1 and hubspot.refresh_count("error") == 1
     assert calls == [] and store.connection(key).status == "active"
     assert store.refresh(key).refresh_token != elsewhere.refresh_token  # it still works
+
+
+@pytest.mark.hubspot(access_token_ttl=60)
+def test_tokens_shorter_lived_than_the_leeway_are_not_refreshed_on_every_call(
+    hubspot: Any, make_store: Any
+) -> None:
+    store = make_store()  # leeway 300 s > the token's 60 s
+    token = hubspot.connect()
+    key = store.save(token)
+    assert [store.access_token(key) for _ in range(3)] == [token.access_token] * 3
+    assert hubspot.refresh_count() == 0
+    hubspot.advance(31)  # past half its life
+    fresh = store.access_token(key)
+    assert fresh != token.access_token and store.access_token(key) == fresh
+    assert hubspot.refresh_count() == 1

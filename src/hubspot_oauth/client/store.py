@@ -264,7 +264,8 @@ class TokenStore:
     * `encryption_keys` *(optional)* - Fernet keys, first encrypts (see `crypto.py`);
       default ``HUBSPOT_OAUTH_ENCRYPTION_KEYS`` or a generated key file.
     * `leeway` - seconds: `access_token` refreshes when the token has this little left
-      (default 300).
+      (default 300; at most half the token's `expires_in`, so short-lived tokens are not
+      refreshed on every call).
     * `on_reauthorization_required` *(optional)* - ``hook(key, error)`` called once when a
       connection turns ``needs_reauthorization``; its exceptions are logged, not raised.
     * `clock` *(optional)* - returns the aware UTC "now" used for expiry decisions.
@@ -554,7 +555,10 @@ class TokenStore:
         )
 
     def _due(self, token: Token) -> bool:
-        return token.expires_within(self.leeway, now=self._clock())
+        # A token living shorter than twice the leeway (e.g. a 60 s test token) is renewed
+        # at half its life, or every call would refresh it.
+        leeway = min(self.leeway, token.expires_in / 2) if token.expires_in > 0 else self.leeway
+        return token.expires_within(leeway, now=self._clock())
 
     def _refresh_single_flight(
         self, key: str, needs_refresh: Callable[[_Row, Token], bool]
