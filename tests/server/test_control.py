@@ -221,3 +221,15 @@ def test_control_api_defaults() -> None:
     assert not ServerSettings(host="192.168.1.5").control_api_enabled
     assert ServerSettings(host="0.0.0.0", admin_token="long-enough").control_api_enabled
     assert not ServerSettings(host="127.0.0.1", control_api=False).control_api_enabled
+
+
+async def test_control_api_refuses_a_non_loopback_client(sqlite_url: str, hs_factory) -> None:
+    import httpx
+
+    app = hs_factory(ServerSettings(database_url=sqlite_url))
+    transport = httpx.ASGITransport(app=app, client=("192.0.2.7", 40000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://h.test") as client:
+        response = await client.get("/_emulator/stats")
+    assert response.status_code == 403
+    assert response.json()["message"] == ("the control API answers only loopback clients "
+                                          "unless the server has an admin token")

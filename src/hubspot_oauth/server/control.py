@@ -31,6 +31,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..errors import ConfigurationError
+from .settings import is_loopback
 from .wire import HubSpotHTTPError, bad_request, json_response, read_body
 
 __all__ = ["routes"]
@@ -39,8 +40,16 @@ MAX_CONTROL_BODY = 16 * 1024
 
 
 def _authorize(request: Request) -> None:
-    token = request.app.state.hubspot.settings.admin_token
+    settings = request.app.state.hubspot.settings
+    token = settings.admin_token
     if token is None:
+        # On by default only for loopback: also refuse a non-loopback caller, in case the
+        # app was served on another interface than `settings.host` says.
+        client = request.client.host if request.client else None
+        if settings.control_api is None and client is not None and not is_loopback(client):
+            raise HubSpotHTTPError(403, "INVALID_AUTHENTICATION",
+                                   "the control API answers only loopback clients unless "
+                                   "the server has an admin token")
         return
     scheme, _, value = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(),
