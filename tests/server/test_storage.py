@@ -212,3 +212,75 @@ async def test_database_failure_is_503_in_hubspots_shape(sqlite_url: str,
         for engine in engines.values():
             engine.dispose()
         hubspot.close()
+
+
+@pytest.mark.anyio
+async def test_http_flow_on_both_databases(database_url: str) -> None:
+    """The endpoints' statements (upserts, JSON columns, row locks) on each database."""
+    app = create_app(ServerSettings(database_url=database_url, rate_limit_max=2,
+                                    refresh_token_rotation="rotate"))
+    hubspot = app.state.hubspot
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url="http://local-hubspot.test") as client:
+            tokens = (await client.post("/oauth/2026-03/token", data={
+                "grant_type": "authorization_code", **CLIENT, "redirect_uri": REDIRECT,
+                "code": _code(hubspot)})).json()
+            rotated = (await client.post("/oauth/v3/token", data={
+                "grant_type": "refresh_token", **CLIENT,
+                "refresh_token": tokens["refresh_token"]})).json()
+            assert rotated["refresh_token"] != tokens["refresh_token"]
+            bearer = {"Authorization": f"Bearer {rotated['access_token']}"}
+            statuses = [(await client.get("/crm/v3/objects/contacts", headers=bearer)
+                         ).status_code for _ in range(3)]
+            assert statuses == [200, 200, 429]
+            intro = (await client.post("/oauth/v3/token/introspect", data={
+                **CLIENT, "token": rotated["refresh_token"],
+                "token_type_hint": "refresh_token"})).json()
+            assert intro["active"] is True and intro["scopes"] == tokens["scopes"]
+            revoked = await client.post("/oauth/v3/token/revoke", data={
+                **CLIENT, "token": rotated["refresh_token"]})
+            assert revoked.status_code == 200
+            gone = (await client.post("/oauth/v3/token/introspect", data={
+                **CLIENT, "token": rotated["access_token"]})).json()
+            assert gone == {"active": False}
+            stats = (await client.get("/_emulator/stats")).json()
+            assert stats["token"]["refresh_token"] == {"ok": 1, "error": 0}
+            assert stats["api"] == {"ok": 2, "error": 1}
+            assert stats["introspect"] == {"ok": 2, "error": 0}
+    finally:
+        hubspot.close()
+
+
+@pytest.mark.anyio
+async def test_locked_sqlite_database_is_503(tmp_path) -> None:
+    path = tmp_path / "locked.db"
+    app = create_app(ServerSettings(database_url=f"sqlite:///{path}"))
+    hubspot = app.state.hubspot
+    impatient = make_engine(f"sqlite:///{path}")
+
+    @sa.event.listens_for(impatient, "connect")
+    def _short_busy_timeout(dbapi_connection, _record) -> None:  # noqa: ANN001
+        dbapi_connection.execute("PRAGMA busy_timeout=50")
+
+    import sqlite3
+
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    original = hubspot.engine
+    try:
+        hubspot.engine = hubspot.clock._engine = hubspot.faults._engine = impatient
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url="http://local-hubspot.test") as client:
+            response = await client.post("/oauth/v3/token", data={
+                "grant_type": "refresh_token", **CLIENT,
+                "refresh_token": "na1-0000-0000-0000-0000-000000000000"})
+        assert response.status_code == 503
+        assert response.json()["category"] == "SERVICE_UNAVAILABLE"
+        assert response.headers["retry-after"] == "1"
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        hubspot.engine = hubspot.clock._engine = hubspot.faults._engine = original
+        impatient.dispose()
+        hubspot.close()
