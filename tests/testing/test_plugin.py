@@ -183,11 +183,38 @@ MARKER_MISTAKES = src(
 )
 
 
+DIRECTORY_OPTIONS = src(
+    '''
+    import pytest
+
+    @pytest.fixture
+    def hubspot_options(hubspot_options):
+        # A whole directory on short-lived tokens; markers still add their options.
+        return {"access_token_ttl": 120, **hubspot_options}
+    '''
+)
+
+DIRECTORY_TESTS = src(
+    '''
+    import pytest
+
+    def test_directory_option(hubspot):
+        assert hubspot.connect().expires_in == 120
+
+    @pytest.mark.hubspot(access_token_ttl=30)
+    def test_marker_beats_directory(hubspot):
+        assert hubspot.connect().expires_in == 30
+    '''
+)
+
+
 def test_marker_configures_server_and_app(run_user_tests) -> None:
     # --strict-markers: the plugin registers its marker.
-    result = run_user_tests({"test_markers": MARKERS, "test_mistakes": MARKER_MISTAKES},
+    result = run_user_tests({"test_markers": MARKERS, "test_mistakes": MARKER_MISTAKES,
+                             "short/conftest": DIRECTORY_OPTIONS,
+                             "short/test_short": DIRECTORY_TESTS},
                             "--strict-markers")
-    result.assert_outcomes(passed=3, errors=2)
+    result.assert_outcomes(passed=5, errors=2)
     result.stdout.re_match_lines([
         r"^local HubSpot: unknown local HubSpot option 'acess_token_ttl'; .*"
         r"access_token_ttl.*$",
