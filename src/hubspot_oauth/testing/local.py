@@ -382,6 +382,7 @@ class LocalHubSpotHandle:
         client = cls(**self._client_kwargs(options))
         if follow_clock:
             client._hubspot_now = self.now
+            # The retry loop waits through `_sleep` (no public hook yet); a test checks it.
             if hasattr(client, "_sleep"):
                 client._sleep = self.advance
         self._clients.append(client)
