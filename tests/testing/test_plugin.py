@@ -7,6 +7,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 pytest_plugins = ["pytester"]
 
 
@@ -431,3 +433,44 @@ def test_plugin_import_loads_nothing_costly() -> None:
 def test_plugin_is_registered_by_entry_point(run_user_tests) -> None:
     result = run_user_tests({"test_nothing": "def test_nothing():\n    pass\n"}, "--fixtures")
     result.stdout.fnmatch_lines(["hubspot -- *", "hubspot_server -- *"])
+
+
+def test_plugin_can_be_turned_off(run_user_tests) -> None:
+    result = run_user_tests({"test_nothing": "def test_nothing():\n    pass\n"},
+                            "-p", "no:hubspot_oauth", "--fixtures")
+    assert result.ret == 0
+    assert "hubspot_server" not in result.stdout.str()
+
+
+UNITTEST = src(
+    '''
+    import unittest
+
+    import httpx
+    from hubspot_oauth.testing import local_hubspot
+
+    class ContactsSync(unittest.TestCase):
+        def setUp(self):
+            self.hubspot = self.enterContext(local_hubspot())
+
+        def test_refresh_after_expiry(self):
+            store = self.hubspot.token_store()
+            key = store.save(self.hubspot.connect())
+            self.hubspot.advance(1800)
+            with httpx.Client(base_url=self.hubspot.base_url,
+                              transport=self.hubspot.transport, auth=store.auth(key)) as api:
+                self.assertEqual(api.get("/crm/v3/objects/contacts").status_code, 200)
+            self.assertEqual(self.hubspot.refresh_count(), 1)
+
+    if __name__ == "__main__":
+        unittest.main()
+    '''
+)
+
+
+def test_local_hubspot_under_unittest(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_unittest_user=UNITTEST)
+    result = pytester.run(sys.executable, "-m", "unittest", "-v", "test_unittest_user",
+                          timeout=120)
+    assert result.ret == 0, result.stderr.str()
+    result.stderr.fnmatch_lines(["*test_refresh_after_expiry*ok*", "OK"])
