@@ -377,7 +377,7 @@ def test_a_process_killed_mid_refresh_leaves_a_lease_that_expires(
     try:
         keys = expired_connections(hubspot, store, 1)
         original = store.get(keys[0])
-        hubspot.fail_next("token", "delay", delay_ms=5000)  # keep its refresh in flight
+        hubspot.fail_next("token", "delay", delay_ms=3000)  # keep its refresh in flight
         spec = {
             "base_url": hubspot.base_url, "client_id": hubspot.client_id,
             "client_secret": hubspot.client_secret, "redirect_uri": hubspot.redirect_uri,

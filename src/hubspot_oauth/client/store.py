@@ -279,7 +279,8 @@ class TokenStore:
       whose schema is behind raises `SchemaOutdatedError` either way.
 
     Raises `ConfigurationError` (bad URL, missing driver, malformed key) and
-    `SchemaOutdatedError`.
+    `SchemaOutdatedError`. Every method raises `StoreUnavailableError` (a `RetryableError`;
+    nothing changed) when the database cannot be reached or times out.
     """
 
     def __init__(
