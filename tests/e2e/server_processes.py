@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 from tests.support.components import free_port
@@ -29,6 +30,8 @@ CLIENT_SECRET = "7c3ce02c-0f0c-4c9f-9700-92440c9bdf2d"
 REDIRECT_URI = "http://localhost:3000/oauth-callback"
 ADMIN = "admin@example.com"
 ACME = 1234567
+SCOPE = "crm.objects.contacts.read"
+CONTACTS = "/crm/v3/objects/contacts"
 
 
 def cli_env(workdir: Path) -> dict[str, str]:
@@ -158,3 +161,21 @@ def race(calls: Sequence[Callable[[], Any]], timeout: float = 60.0) -> list[Any]
         thread.join(timeout=max(0.1, deadline - time.monotonic()))
     assert not any(t.is_alive() for t in threads), "a racing call did not finish in time"
     return results
+
+
+def issue_code(server: ServerProcess) -> str:
+    """A code from the server's authorize page (--auto-approve: one 302, no pages)."""
+    query = urlencode({"client_id": CLIENT_ID, "redirect_uri": REDIRECT_URI, "scope": SCOPE,
+                       "state": "s1"})
+    response = httpx.get(f"{server.base_url}/oauth/authorize?{query}", timeout=30)
+    assert response.status_code == 302, response.text
+    found = parse_qs(urlsplit(response.headers["location"]).query)
+    assert found["state"] == ["s1"]
+    return found["code"][0]
+
+
+def api_status(server: ServerProcess, access_token: str) -> tuple[int, str | None]:
+    response = httpx.get(server.base_url + CONTACTS, timeout=30,
+                         headers={"Authorization": f"Bearer {access_token}"})
+    category = response.json().get("category") if response.status_code != 200 else None
+    return response.status_code, category

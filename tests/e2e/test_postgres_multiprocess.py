@@ -25,6 +25,8 @@ from tests.e2e.server_processes import (
     CLIENT_SECRET,
     REDIRECT_URI,
     ServerProcess,
+    api_status,
+    issue_code,
     race,
     servers,
 )
@@ -35,8 +37,6 @@ from hubspot_oauth.errors import ReauthorizationRequiredError
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
-SCOPE = "crm.objects.contacts.read"
-CONTACTS = "/crm/v3/objects/contacts"
 
 
 @pytest.fixture(scope="module")
@@ -56,17 +56,6 @@ def _reset(request: pytest.FixtureRequest) -> Iterator[None]:
         httpx.post(first.base_url + "/_emulator/reset", json={}, timeout=30).raise_for_status()
 
 
-def issue_code(server: ServerProcess) -> str:
-    """A code from the server's authorize page (--auto-approve: one 302, no pages)."""
-    query = urlencode({"client_id": CLIENT_ID, "redirect_uri": REDIRECT_URI, "scope": SCOPE,
-                       "state": "s1"})
-    response = httpx.get(f"{server.base_url}/oauth/authorize?{query}", timeout=30)
-    assert response.status_code == 302, response.text
-    found = parse_qs(urlsplit(response.headers["location"]).query)
-    assert found["state"] == ["s1"]
-    return found["code"][0]
-
-
 def redeem(server: ServerProcess, code: str) -> httpx.Response:
     return httpx.post(f"{server.base_url}/oauth/v1/token", timeout=60, data={
         "grant_type": "authorization_code", "client_id": CLIENT_ID,
@@ -75,15 +64,8 @@ def redeem(server: ServerProcess, code: str) -> httpx.Response:
 
 def client_for(server: ServerProcess) -> OAuthClient:
     return OAuthClient(client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
-                       redirect_uri=REDIRECT_URI, scopes=[SCOPE],
+                       redirect_uri=REDIRECT_URI, scopes=["crm.objects.contacts.read"],
                        endpoints=Endpoints.local(server.base_url))
-
-
-def api_status(server: ServerProcess, access_token: str) -> tuple[int, str | None]:
-    response = httpx.get(server.base_url + CONTACTS, timeout=30,
-                         headers={"Authorization": f"Bearer {access_token}"})
-    category = response.json().get("category") if response.status_code != 200 else None
-    return response.status_code, category
 
 
 def test_a_code_issued_by_one_is_redeemed_at_the_other(pair: list[ServerProcess]) -> None:
@@ -211,7 +193,7 @@ def test_a_browser_sent_to_either_process_between_pages_completes_the_install(
         browser = RoundRobinBrowser(pair)
         try:
             query = urlencode({"client_id": CLIENT_ID, "redirect_uri": REDIRECT_URI,
-                               "scope": SCOPE, "state": "lb"})
+                               "scope": "crm.objects.contacts.read", "state": "lb"})
             login = browser.get(f"/oauth/authorize?{query}")
             assert parse_page(login.text).h1 == "Log in to HubSpot", login.text
             picker = browser.submit(login, "/login", email=ADMIN, password="password")
