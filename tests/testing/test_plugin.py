@@ -3,6 +3,7 @@ and run by `python -m pytest` with the plugin loaded from its installed entry po
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -63,10 +64,6 @@ FULL_FLOW = src(
 )
 
 
-def test_full_flow_in_process(run_user_tests) -> None:
-    result = run_user_tests({"test_flow": FULL_FLOW})
-    result.assert_outcomes(passed=2)
-
 
 ASYNC_FLOW = src(
     '''
@@ -92,10 +89,6 @@ ASYNC_FLOW = src(
     '''
 )
 
-
-def test_async_clients_reach_it_in_process(run_user_tests) -> None:
-    result = run_user_tests({"test_async": ASYNC_FLOW})
-    result.assert_outcomes(passed=1)
 
 
 ISOLATION = src(
@@ -137,10 +130,6 @@ ISOLATION = src(
     '''
 )
 
-
-def test_each_test_has_its_own_database_clock_and_app(run_user_tests) -> None:
-    result = run_user_tests({"test_isolation": ISOLATION}, "-p", "no:randomly")
-    result.assert_outcomes(passed=2)
 
 
 MARKERS = src(
@@ -253,9 +242,27 @@ FAULTS = src(
 )
 
 
-def test_fail_next_queues_faults(run_user_tests) -> None:
-    result = run_user_tests({"test_faults": FAULTS})
-    result.assert_outcomes(passed=2)
+
+def not_passed(result, files: dict[str, str]) -> list[str]:
+    """The `file::test` names of `files` that did not pass (the run needs ``-rA``)."""
+    output = result.stdout.str()
+    return [
+        f"{name}.py::{test}"
+        for name, source in files.items()
+        for test in re.findall(r"^(?:async )?def (test_\w+)", source, re.MULTILINE)
+        if f"PASSED {name}.py::{test}" not in output
+    ]
+
+
+def test_in_process_user_suites(run_user_tests) -> None:
+    # Four user test files in one run (one interpreter start): the whole flow with
+    # OAuthClient, TokenStore and plain httpx; async clients; isolation between tests;
+    # queued faults.
+    files = {"test_flow": FULL_FLOW, "test_async": ASYNC_FLOW, "test_isolation": ISOLATION,
+             "test_faults": FAULTS}
+    result = run_user_tests(files, "-rA", "-p", "no:randomly")
+    assert not_passed(result, files) == []
+    result.assert_outcomes(passed=7)
 
 
 REQUESTS_AND_SDK = src(
