@@ -32,7 +32,8 @@ ROUNDS = 3
 CODES_PER_ROUND = 12
 PAIRS = 8
 
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")]
 
 
 @dataclass

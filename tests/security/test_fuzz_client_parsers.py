@@ -21,7 +21,7 @@ from hubspot_oauth.errors import HubSpotAPIError, HubSpotOAuthError
 from hubspot_oauth.tokens import Token, new_access_token, new_authorization_code
 
 FUZZ = settings(
-    max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 
 # What HubSpot and proxies put in error bodies, with arbitrary values.
