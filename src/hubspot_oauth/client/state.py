@@ -30,9 +30,15 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ..errors import ConfigurationError, StateExpiredError, StateMismatchError
+from ..errors import (
+    ConfigurationError,
+    RetryableError,
+    StateError,
+    StateExpiredError,
+    StateMismatchError,
+)
 
-__all__ = ["DEFAULT_TTL", "MEMORY_URL", "State", "StateStore"]
+__all__ = ["DEFAULT_TTL", "MEMORY_URL", "State", "StateStore", "StateStoreUnavailableError"]
 
 DEFAULT_TTL = 600
 MEMORY_URL = "memory://"
@@ -40,6 +46,11 @@ MEMORY_URL = "memory://"
 _KEEP_EXPIRED = timedelta(hours=24)
 _MAX_NONCE_LENGTH = 512
 _MAX_MEMORY_STATES = 100_000
+
+
+class StateStoreUnavailableError(StateError, RetryableError):
+    """The state store's database could not be reached or timed out: the state was not
+    issued (or not consumed). Try again."""
 
 
 class State(dict[str, Any]):
@@ -259,19 +270,37 @@ class _SQLBackend:
                 ) from None
             if parsed.drivername in ("postgresql", "postgres"):  # psycopg 3 is what we ship
                 parsed = parsed.set(drivername="postgresql+psycopg")
-            kwargs: dict[str, Any] = {"pool_pre_ping": True}
-            if parsed.get_backend_name() == "sqlite":
-                kwargs["connect_args"] = {"timeout": 30}
-            try:
-                self._engine = sa.create_engine(parsed, **kwargs)
-            except (sa.exc.ArgumentError, ImportError) as exc:
-                raise ConfigurationError(f"cannot open state database: {exc}") from None
+            from .store import create_store_engine
+
+            # The token store's pooling and timeouts (store.py), so both behave alike.
+            self._engine = create_store_engine(parsed.render_as_string(hide_password=False))
             self._owns_engine = True
         self.display_url = self._engine.url.render_as_string(hide_password=True)
-        ensure_schema(self._engine)
+        self._guard(lambda: ensure_schema(self._engine))
         self._inserts = 0
 
+    def _guard(self, operation: Callable[[], Any]) -> Any:
+        """Run a database operation; an unreachable database is a retryable error."""
+        sa = self._sa
+        try:
+            return operation()
+        except (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError) as exc:
+            raise StateStoreUnavailableError(
+                f"the state store database {self.display_url} is unavailable "
+                f"({type(getattr(exc, 'orig', exc)).__name__}); try again"
+            ) from None
+
     def insert(
+        self,
+        digest: str,
+        payload: str,
+        code_verifier: str | None,
+        issued_at: datetime,
+        expires_at: datetime,
+    ) -> None:
+        self._guard(lambda: self._insert(digest, payload, code_verifier, issued_at, expires_at))
+
+    def _insert(
         self,
         digest: str,
         payload: str,
@@ -301,16 +330,24 @@ class _SQLBackend:
             .where(t.c.nonce_digest == digest)
             .returning(t.c.payload, t.c.code_verifier, t.c.created_at, t.c.expires_at)
         )
-        with self._engine.begin() as connection:
-            row = connection.execute(statement).first()
+
+        def run() -> Any:
+            with self._engine.begin() as connection:
+                return connection.execute(statement).first()
+
+        row = self._guard(run)
         if row is None:
             return None
         return (row[0], row[1], row[2], row[3])
 
     def purge(self, before: datetime) -> int:
         t = self._table
-        with self._engine.begin() as connection:
-            return connection.execute(t.delete().where(t.c.expires_at < before)).rowcount
+
+        def run() -> int:
+            with self._engine.begin() as connection:
+                return connection.execute(t.delete().where(t.c.expires_at < before)).rowcount
+
+        return self._guard(run)
 
     def close(self) -> None:
         if self._owns_engine:
