@@ -31,6 +31,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..errors import ConfigurationError
+from .bruteforce import guard_for
 from .settings import is_loopback
 from .wire import HubSpotHTTPError, bad_request, json_response, read_body
 
@@ -166,6 +167,7 @@ async def reset(request: Request) -> Response:
     await _json_body(request)
     hubspot = request.app.state.hubspot
     await run_in_threadpool(hubspot.reset)
+    guard_for(request.app.state).reset()  # brute-force lockouts are state too
     return json_response(request, {"reset": True, **await run_in_threadpool(_clock_answer,
                                                                             hubspot)})
 
