@@ -5,8 +5,10 @@ the same PostgreSQL server (issue 5).
   ``delay`` fault) fail with the library's retryable error: the server answers 503
   ``SERVICE_UNAVAILABLE`` in HubSpot's shape, the client's retries run out, the store
   re-raises that `RetryableError` and keeps its stored token.
-* While PostgreSQL is down, the store raises `StoreUnavailableError` (a `TokenStoreError`
-  and a `RetryableError`), never a raw SQLAlchemy error, and the server keeps running.
+* While PostgreSQL is down, the token store raises `StoreUnavailableError` (a
+  `TokenStoreError` and a `RetryableError`) and the state store
+  `StateStoreUnavailableError` (a `StateError` and a `RetryableError`), never a raw
+  SQLAlchemy error, and the server keeps running.
 * Once PostgreSQL is back, every stored refresh token still works (rotation on, so a lost
   rotation would show as BAD_REFRESH_TOKEN) and the rotated ones are saved.
 * After a restart while both were idle, the first calls succeed: both pools ping a
@@ -39,6 +41,7 @@ from tests.support.postgres import PostgresCluster
 
 from hubspot_oauth import Endpoints, OAuthClient, RetryPolicy, TokenStore
 from hubspot_oauth.client.crypto import KeyRing
+from hubspot_oauth.client.state import StateStore, StateStoreUnavailableError
 from hubspot_oauth.client.store import StoreUnavailableError
 from hubspot_oauth.errors import RetryableError, ServerError, TokenStoreError
 
@@ -85,7 +88,9 @@ def test_postgresql_stopped_and_started_during_refreshes(
     # lease, and the next caller waits for it to expire.
     store = TokenStore(store_url, client=client, encryption_keys=[KeyRing.generate_key()],
                        refresh_lease=2.0, refresh_wait=30.0)
+    states = StateStore(store.engine)
     try:
+        nonce = states.issue({"user": 42}, ttl=3600)
         keys = [store.save(client.exchange_code(issue_code(server)), key=f"c{i}")
                 for i in range(CONNECTIONS)]
         before = {key: store.get(key) for key in keys}
@@ -144,10 +149,17 @@ def test_postgresql_stopped_and_started_during_refreshes(
             assert isinstance(info.value, TokenStoreError)
             assert isinstance(info.value, RetryableError)
             assert "unavailable" in str(info.value)
+        for call in (lambda: states.issue({"user": 43}), lambda: states.consume(nonce)):
+            with pytest.raises(StateStoreUnavailableError) as state_info:
+                call()
+            assert isinstance(state_info.value, RetryableError)
+        with pytest.raises(StateStoreUnavailableError):
+            StateStore(store_url)
         assert server.process is not None and server.process.poll() is None
 
         # -- PostgreSQL back ----------------------------------------------------------
         own_cluster.restart_start_only()
+        assert states.consume(nonce) == {"user": 42}  # the state survived the outage
         for key in keys:
             fresh = store.refresh(key)  # the stored refresh token still works
             assert fresh.refresh_token != before[key].refresh_token  # rotated ...
