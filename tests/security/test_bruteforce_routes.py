@@ -252,3 +252,28 @@ async def test_introspect_and_revoke_share_the_client_lockout(
                 "token": "Cxyz"})
             assert_hubspot_error(response, 429)
         assert (await _token(attacker, hubspot, hubspot.client_secret)).status_code == 429
+
+
+def test_over_a_socket_rotating_forwarded_for_still_hits_the_client_lockout(
+    clock: FakeClock,
+) -> None:
+    # uvicorn trusts X-Forwarded-For from 127.0.0.1 (its default `forwarded_allow_ips`), so
+    # a local caller can choose its address key; the client's key still locks it out.
+    with local_hubspot(serve=True) as hubspot:
+        hubspot.app.state.bruteforce = default_guard(clock=clock)
+        with httpx.Client(base_url=hubspot.base_url) as client:
+            for n in range(10):
+                response = client.post("/oauth/v3/token",
+                                       headers={"X-Forwarded-For": f"198.51.100.{n}"},
+                                       data={"grant_type": "refresh_token",
+                                             "client_id": hubspot.client_id,
+                                             "client_secret": "wrong", "refresh_token": "na1-x"})
+                assert response.status_code == 400
+            response = client.post("/oauth/v3/token",
+                                   headers={"X-Forwarded-For": "198.51.100.200"},
+                                   data={"grant_type": "authorization_code",
+                                         "client_id": hubspot.client_id,
+                                         "client_secret": hubspot.client_secret,
+                                         "code": hubspot.authorize(),
+                                         "redirect_uri": hubspot.redirect_uri})
+            assert_hubspot_error(response, 429)
