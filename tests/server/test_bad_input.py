@@ -123,3 +123,43 @@ def test_a_bug_becomes_a_500_in_hubspots_shape(sqlite_url: str) -> None:
     assert body["category"] == "INTERNAL_ERROR"
     assert "na1-1234" not in response.text
     assert body["correlationId"] in body["message"]
+
+
+def test_no_token_or_secret_reaches_the_logs(sqlite_url: str,
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    app = create_app(ServerSettings(database_url=sqlite_url))
+    hubspot = app.state.hubspot
+    transport = InProcessTransport(app)
+    try:
+        with httpx.Client(transport=transport, base_url="http://local-hubspot.test") as client:
+            code = hubspot.issue_code(client_id=CLIENT["client_id"], redirect_uri=REDIRECT,
+                                      user_email=ADMIN, hub_id=ACME,
+                                      scopes=["crm.objects.contacts.read"])
+            tokens = client.post("/oauth/v3/token", data={
+                "grant_type": "authorization_code", **CLIENT, "redirect_uri": REDIRECT,
+                "code": code}).json()
+            client.post("/oauth/v3/token", data={"grant_type": "authorization_code", **CLIENT,
+                                                 "redirect_uri": REDIRECT, "code": code})
+            client.get(f"/oauth/v1/access-tokens/{tokens['access_token']}")
+            client.post("/oauth/v3/token/introspect",
+                        data={**CLIENT, "token": tokens["refresh_token"]})
+
+            def broken(**_: Any) -> None:
+                raise RuntimeError("boom")
+
+            hubspot.refresh = broken
+            client.post("/oauth/v3/token", data={"grant_type": "refresh_token", **CLIENT,
+                                                 "refresh_token": tokens["refresh_token"]})
+    finally:
+        transport.shutdown()
+        hubspot.close()
+    # The test's own HTTP client (httpx) logs URLs; everything else is the server's.
+    server_records = [r for r in caplog.records if not r.name.startswith(("httpx", "httpcore"))]
+    text = "\n".join(r.getMessage() + str(r.exc_info or "") for r in server_records)
+    assert "internal error" in text  # the 500 was logged ...
+    for secret in (code, tokens["access_token"], tokens["refresh_token"],
+                   CLIENT["client_secret"]):
+        assert secret not in text  # ... without a token or secret
