@@ -51,6 +51,8 @@ ENDPOINTS: list[tuple[str, str, str]] = [
     ("POST", "/oauth/2026-03/token/introspect", "json"),
     ("POST", "/oauth/v3/token/revoke", "json"),
     ("POST", "/oauth/2026-03/token/revoke", "json"),
+    ("POST", "/oauth/2026-09/token/introspect", "json"),
+    ("POST", "/oauth/2026-09/token/revoke", "json"),
     ("GET", "/oauth/v1/access-tokens/{access}", "json"),
     ("GET", "/oauth/v1/refresh-tokens/{refresh}", "json"),
     ("DELETE", "/oauth/v1/refresh-tokens/{refresh}", "json"),
@@ -65,6 +67,7 @@ ENDPOINTS: list[tuple[str, str, str]] = [
     ("POST", "/_emulator/clock", "json"),
     ("GET", "/_emulator/faults", "json"),
     ("POST", "/_emulator/faults", "json"),
+    ("DELETE", "/_emulator/faults", "json"),
     ("GET", "/_emulator/stats", "json"),
     ("GET", "/_emulator/installs", "json"),
     ("POST", "/_emulator/installs/{id}/{id}/uninstall", "json"),
@@ -80,6 +83,8 @@ ENDPOINTS: list[tuple[str, str, str]] = [
     ("GET", "/oauth/v3/token", "json"),  # wrong method
     ("PATCH", "/crm/v3/objects/contacts", "json"),  # wrong method
     ("GET", "/no/such/{id}", "json"),  # unknown path
+    ("POST", "/oauth/v3/token/", "json"),  # trailing slash
+    # (/_emulator/reset is left out: it would delete the app whose real values we mix in)
 ]
 
 PARAM_NAMES = [
