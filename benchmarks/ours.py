@@ -120,7 +120,7 @@ def _pg_note() -> str:
 
 
 def codes_per_run(ctx: Context) -> int:
-    return 600 if ctx.quick else 3000
+    return 600 if ctx.quick else 1500
 
 
 def code_exchange(ctx: Context, row: dict[str, Any]) -> dict[str, Any]:

@@ -76,6 +76,21 @@ def cpu_ticks(pids: Sequence[int]) -> int:
     return total
 
 
+def cpu_ticks_by_pid(pids: Sequence[int]) -> dict[int, int]:
+    out = {}
+    for p in pids:
+        fields = _stat_fields(p)
+        if fields:
+            out[p] = int(fields[11]) + int(fields[12])
+    return out
+
+
+def cpu_delta(before: Mapping[int, int], after: Mapping[int, int]) -> int:
+    """CPU ticks used between two snapshots by the processes alive at the second one
+    (a process that exited in between is not counted: never a negative figure)."""
+    return sum(max(0, t - before.get(p, 0)) for p, t in after.items())
+
+
 def all_cpu_ticks() -> dict[int, int]:
     out = {}
     for d in os.listdir("/proc"):
@@ -320,7 +335,7 @@ def run_wrk(server: Server, req: Request, settings: WrkSettings, duration: int,
     db_pids = proc_tree(server.database_pid) if server.database_pid else []
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     all0, st0, c0, t0 = all_cpu_ticks(), steal_ticks(), cpu_ticks(pids), time.monotonic()
-    d0 = cpu_ticks(db_pids)
+    d0 = cpu_ticks_by_pid(db_pids)
     with RssSampler(server.proc.pid) as rss:
         proc = subprocess.Popen(cmd, cwd=HERE, env={**os.environ, **env}, text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -332,7 +347,9 @@ def run_wrk(server: Server, req: Request, settings: WrkSettings, duration: int,
             raise RuntimeError("wrk did not finish in time") from None
     wall = time.monotonic() - t0
     c1, all1, st1 = cpu_ticks(pids), all_cpu_ticks(), steal_ticks()
-    d1 = cpu_ticks(db_pids)
+    if db_pids:
+        db_pids = proc_tree(server.database_pid)  # backends come and go
+    d1 = cpu_ticks_by_pid(db_pids)
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise RuntimeError(f"wrk rc={proc.returncode}: {stdout[-300:]} {stderr[-300:]}")
@@ -347,7 +364,7 @@ def run_wrk(server: Server, req: Request, settings: WrkSettings, duration: int,
         # CPU the server spent per answered request: robust to other load on the machine
         server_cpu_ms_per_req=round(1000 * (c1 - c0) / CLK_TCK / max(1, r["requests"]), 3),
         wrk_cpu_pct=round(100 * wrk_cpu / wall, 1),
-        db_cpu_pct=round(100 * (d1 - d0) / CLK_TCK / wall, 1) if db_pids else None,
+        db_cpu_pct=round(100 * cpu_delta(d0, d1) / CLK_TCK / wall, 1) if db_pids else None,
         other_cpu_pct=round(100 * other / CLK_TCK / wall, 1),
         steal_pct=round(100 * (st1 - st0) / CLK_TCK / wall, 1),
         cmd=shown_wrk(cmd, env),

@@ -95,3 +95,10 @@ def test_goals_compare_ratios_from_the_same_run():
     assert "0.25×" in refresh_vs_asgi and refresh_vs_asgi.endswith("| **no** |")
     unmeasured = next(x for x in lines if "introspection" in x)
     assert unmeasured.endswith("| – |")
+
+
+def test_cpu_delta_never_counts_an_exited_process_negatively():
+    from benchmarks.process import cpu_delta
+
+    assert cpu_delta({1: 10, 2: 5}, {1: 15, 3: 4}) == 9  # 2 exited, 3 is new
+    assert cpu_delta({1: 10}, {1: 10}) == 0
