@@ -284,3 +284,24 @@ async def test_locked_sqlite_database_is_503(tmp_path) -> None:
         hubspot.engine = hubspot.clock._engine = hubspot.faults._engine = original
         impatient.dispose()
         hubspot.close()
+
+
+def test_refresh_racing_a_revoke_leaves_no_live_access_token(servers) -> None:
+    """RFC 7009 §2.1 + the refresh-vs-revoke race (Keycloak #51312): once the revoke has
+    answered, no access token of that authorization works, whichever refresh won."""
+    first, second = servers(), servers()
+    tokens = first.exchange_code(**CLIENT, code=_code(first), redirect_uri=REDIRECT)
+    refreshes = [
+        (lambda h=h: h.refresh(**CLIENT, refresh_token=tokens["refresh_token"]))
+        for h in [first, second] * 5
+    ]
+    revoke = [lambda: second.revoke(**CLIENT, token=tokens["refresh_token"])]
+    results = _race(refreshes + revoke)
+    assert not isinstance(results[-1], Exception), results[-1]
+    issued = [tokens["access_token"]] + [r["access_token"] for r in results[:-1]
+                                         if isinstance(r, dict)]
+    for result in results[:-1]:
+        assert isinstance(result, dict) or (
+            isinstance(result, OAuthError) and result.status == "BAD_REFRESH_TOKEN"), result
+    for access in issued:
+        assert first.introspect(**CLIENT, token=access) == {"active": False}

@@ -82,9 +82,15 @@ _STATE_AND_FAULTS = sa.select(
     sa.exists().where(faults.c.endpoint == sa.bindparam("endpoint"), faults.c.remaining > 0)
     .label("pending"),
 ).where(emulator_state.c.id == 1)
-_SELECT_RT = (sa.select(refresh_tokens)
-              .where(refresh_tokens.c.token_digest == sa.bindparam("digest"))
-              .with_for_update())
+# Refresh reads its refresh token under a row lock (PostgreSQL; SQLite's BEGIN IMMEDIATE
+# already serializes): FOR SHARE when rotation is off, so refreshes of one token run in
+# parallel while a revoke or uninstall waits for them (and they for it): no access token
+# is ever minted from a refresh token that a committed revocation already covered.
+# FOR UPDATE when rotating, as the row is then retired.
+_RT_BY_DIGEST = (sa.select(refresh_tokens)
+                 .where(refresh_tokens.c.token_digest == sa.bindparam("digest")))
+_SELECT_RT_SHARE = _RT_BY_DIGEST.with_for_update(read=True)
+_SELECT_RT = _RT_BY_DIGEST.with_for_update()
 _INSERT_AT = sa.insert(access_tokens)
 _SELECT_AT_GRANT = sa.select(
     access_tokens.c.app_id, access_tokens.c.hub_id, access_tokens.c.user_id,
@@ -676,7 +682,8 @@ class LocalHubSpot:
         def body(conn: Connection, now: float) -> dict[str, Any]:
             app = self._client(client_id, client_secret)
             r = refresh_tokens
-            row = conn.execute(_SELECT_RT, {"digest": digest}).first()
+            row = conn.execute(_SELECT_RT if rotation != "off" else _SELECT_RT_SHARE,
+                               {"digest": digest}).first()
             if row is None:
                 if looks_like_access_token(refresh_token):
                     raise _bad_refresh(
