@@ -300,11 +300,9 @@ def served_hubspot(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[A
 
 def report(request: pytest.FixtureRequest, line: str) -> None:
     """Show a measured figure in the test run's output (never asserted)."""
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(line)
-    else:
-        print(line)
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+        print(f"\n{line}", flush=True)
 
 
 # -- the tests ------------------------------------------------------------------------------
