@@ -150,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, help="seconds of warm-up (default 3)")
     ap.add_argument("--connections", type=int, default=50)
     ap.add_argument("--output", type=Path, help="folder for <date>.md/.png/.json")
+    ap.add_argument("--notes", type=Path,
+                    help="a markdown file appended to the results as '## Analysis'")
     ap.add_argument("--list", action="store_true")
     args = ap.parse_args(argv)
 
@@ -214,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"hubspot-oauth benchmarks {stamp}: {env['cores']} cores ({env['cpu']}), "
                     "load generator on the same cores")
     text = render(env, ctx, rows, chart, elapsed, command)
+    if args.notes:
+        text += "\n## Analysis\n\n" + args.notes.read_text().strip() + "\n"
     (out_dir / f"{stamp}.md").write_text(text)
     raw = {"environment": env, "settings": {"runs": ctx.runs, "duration": ctx.duration,
                                             "warmup": ctx.warmup,

@@ -179,7 +179,8 @@ def goals_table(goals: Sequence[Goal], rows: Mapping[str, Mapping[str, Any]]) ->
 
 
 def write_chart(path: str, http_rows: Sequence[Mapping[str, Any]], title: str) -> None:
-    """A PNG with two panels: median req/s and median p99 latency per HTTP scenario."""
+    """A PNG with three panels per HTTP scenario: median req/s, p99 latency, and server CPU
+    per request."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -191,22 +192,25 @@ def write_chart(path: str, http_rows: Sequence[Mapping[str, Any]], title: str) -
     names = [r["name"] for r in rows]
     colors = {"limit": "#7f7f7f", "peer": "#1f77b4", "ours": "#ff7f0e"}
     col = [colors.get(r.get("group", ""), "#2ca02c") for r in rows]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 0.45 * len(rows) + 1.8), sharey=True)
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(16, 0.45 * len(rows) + 1.8),
+                                        sharey=True)
     y = range(len(rows))
-    rps_values = [r["median"]["rps"] for r in rows]
-    ax1.barh(y, rps_values, color=col)
-    for i, v in enumerate(rps_values):
-        ax1.text(v, i, f" {v:,.0f}", va="center", fontsize=8)
     ax1.set_yticks(list(y), names, fontsize=9)
     ax1.invert_yaxis()
-    ax1.set_xlabel("requests/s (median of runs; higher is better)")
-    ax1.set_xlim(0, max(rps_values) * 1.18)
-    p99 = [r["median"]["lat_p99_ms"] for r in rows]
-    ax2.barh(y, p99, color=col)
-    for i, v in enumerate(p99):
-        ax2.text(v, i, f" {v:,.1f}", va="center", fontsize=8)
-    ax2.set_xlabel("p99 latency ms (lower is better)")
-    ax2.set_xlim(0, max(p99) * 1.2)
+    panels = [
+        (ax1, [r["median"]["rps"] for r in rows], "requests/s (median; higher is better)",
+         "{:,.0f}"),
+        (ax2, [r["median"]["lat_p99_ms"] for r in rows], "p99 latency ms (lower is better)",
+         "{:,.0f}"),
+        (ax3, [r["median"].get("server_cpu_ms_per_req") or 0 for r in rows],
+         "server CPU ms per request (lower is better)", "{:.3f}"),
+    ]
+    for ax, values, label, fmt in panels:
+        ax.barh(y, values, color=col)
+        for i, v in enumerate(values):
+            ax.text(v, i, " " + fmt.format(v), va="center", fontsize=8)
+        ax.set_xlabel(label)
+        ax.set_xlim(0, (max(values) or 1) * 1.25)
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colors.values()]
     ax1.legend(handles, ["baseline (stack limit)", "peer (Node.js)", "hubspot-oauth"],
                loc="lower right", fontsize=8)
