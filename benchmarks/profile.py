@@ -4,7 +4,9 @@ Starts our server the way the scenario does, loads it with wrk, and records the 
 server process with py-spy (``pip install py-spy``; not a project dependency) for the
 measured seconds. Prints wrk's figures and the share of *busy* samples (threads waiting
 for work are left out; threads waiting for a lock or the database are kept) per function,
-inclusive. SCENARIO: refresh, refresh-pg-2p, introspect, api, code-free (see --help).
+inclusive. SCENARIO: refresh, refresh-pg-2p, introspect, api; or ``store``: where one
+`TokenStore.access_token(key)` call on a fresh token spends its time (in-process, no
+py-spy needed; best of 3 × 20,000 calls per step).
 """
 
 from __future__ import annotations
@@ -57,12 +59,68 @@ def busy_table(raw: Path, limit: int = 45) -> str:
     return f"busy samples: {total}\n" + "\n".join(rows)
 
 
+def store_breakdown() -> str:
+    """Microseconds per step of `access_token(key)` on a fresh token, and the floor."""
+    import sqlite3
+    import tempfile
+    import timeit
+
+    from cryptography.fernet import Fernet
+
+    from hubspot_oauth.client.store import TokenStore
+
+    from .store import _token
+
+    folder = tempfile.mkdtemp(prefix="bench-store-", dir=WORK)
+    store = TokenStore(f"sqlite:///{folder}/tokens.db",
+                       encryption_keys=[Fernet.generate_key().decode()])
+    try:
+        key = store.save(_token())
+        for _ in range(2000):
+            store.access_token(key)
+        row = store._read(key)
+        token = store._decrypt(row)
+        raw = sqlite3.connect(f"{folder}/tokens.db")
+        query = ("SELECT key, version, status, status_reason, refreshing_until, refresh_owner, "
+                 "token_ciphertext, key_id FROM hubspot_oauth_connections WHERE key = ?")
+
+        def checkout() -> None:
+            with store.engine.connect():
+                pass
+
+        steps = [
+            ("access_token(key), whole call", lambda: store.access_token(key)),
+            ("  _read: pool checkout + SQLAlchemy SELECT + fetch", lambda: store._read(key)),
+            ("    engine.connect() checkout and return", checkout),
+            ("    raw sqlite3 SELECT of the same row (floor)",
+             lambda: raw.execute(query, (key,)).fetchone()),
+            ("  _decrypt: Fernet + JSON + Token", lambda: store._decrypt(row)),
+            ("    Fernet decrypt only",
+             lambda: store.key_ring.decrypt(row.ciphertext, what="bench")),
+            ("  expiry check (_due)", lambda: store._due(token)),
+        ]
+        lines = []
+        for label, step in steps:
+            best = min(timeit.repeat(step, number=20_000, repeat=3)) / 20_000 * 1e6
+            lines.append(f"{best:8.1f} µs  {label}")
+        raw.close()
+        return "\n".join(lines)
+    finally:
+        store.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.profile", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("scenario", choices=["refresh", "refresh-pg-2p", "introspect", "api"])
+    ap.add_argument("scenario",
+                    choices=["refresh", "refresh-pg-2p", "introspect", "api", "store"])
     ap.add_argument("--seconds", type=int, default=6)
     args = ap.parse_args(argv)
+    if args.scenario == "store":
+        WORK.mkdir(parents=True, exist_ok=True)
+        print(store_breakdown())
+        return 0
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(spy).exists():
         print("py-spy is missing: pip install py-spy", file=sys.stderr)
