@@ -475,6 +475,25 @@ def test_default_database_and_generated_key_file(
     assert again.get(key) == store.get(key)
 
 
+def test_a_lost_key_file_is_an_error_not_a_new_key(
+    hubspot: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stores: list[TokenStore]
+) -> None:
+    from hubspot_oauth.client import crypto
+
+    monkeypatch.setattr(crypto, "_warned", set())
+    monkeypatch.setenv("HUBSPOT_OAUTH_DATA_DIR", str(tmp_path / "data"))
+    key_file = tmp_path / "data" / "tokens.db.key"
+    with pytest.warns(crypto.KeyFileWarning):
+        store = TokenStore(client=hubspot.oauth_client())
+    stores.append(store)
+    store.save(hubspot.connect())
+    store.close()
+    key_file.unlink()
+    with pytest.raises(EncryptionKeyError, match="key file .* is missing"):
+        TokenStore(client=hubspot.oauth_client())
+    assert not key_file.exists()
+
+
 # -- schema -----------------------------------------------------------------------------------
 
 

@@ -174,9 +174,14 @@ class KeyRing:
         database_url: str | None = None,
         key_file: str | os.PathLike[str] | None = None,
         environ: Mapping[str, str] | None = None,
+        create: bool = True,
     ) -> KeyRing:
         """The ring from `keys`, else ``HUBSPOT_OAUTH_ENCRYPTION_KEYS``, else a key file
-        (`key_file`, or `default_key_file(database_url)`), created and warned about once."""
+        (`key_file`, or `default_key_file(database_url)`), created and warned about once.
+
+        With `create=False` a missing key file raises `EncryptionKeyError` instead: a
+        store that already holds tokens must never get a fresh key that cannot read them.
+        """
         if keys:
             return cls(keys, source="argument")
         env = os.environ if environ is None else environ
@@ -184,6 +189,11 @@ class KeyRing:
         if configured:
             return cls(configured, source=ENV_KEYS)
         path = Path(key_file) if key_file is not None else default_key_file(database_url)
+        if not create and not path.exists():
+            raise EncryptionKeyError(
+                f"the token store already holds encrypted tokens but its key file {path} "
+                f"is missing; restore it or set {ENV_KEYS} to the key(s) it was written with"
+            )
         return cls([_load_or_create_key_file(path)], source=str(path))
 
     @staticmethod

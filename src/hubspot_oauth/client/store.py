@@ -331,15 +331,26 @@ class TokenStore:
         self._clock = clock or _utcnow
         self.refresh_lease = float(refresh_lease)
         self.refresh_wait = float(refresh_wait if refresh_wait is not None else refresh_lease + 30)
-        self._keys = KeyRing.from_settings(encryption_keys, database_url=url, key_file=key_file)
         self._locks: weakref.WeakValueDictionary[str, threading.Lock] = (
             weakref.WeakValueDictionary()
         )
         self._locks_guard = threading.Lock()
         self._guard(lambda: ensure_schema(self._engine, create_if_empty=create_schema))
+        # A new key file is only made for an empty store: rows written under a lost key
+        # must fail loudly, not be shadowed by a key that cannot read them.
+        self._keys = KeyRing.from_settings(
+            encryption_keys,
+            database_url=url,
+            key_file=key_file,
+            create=not self._guard(self._holds_tokens),
+        )
 
     def __repr__(self) -> str:
         return f"TokenStore({self.database_url!r}, keys={self._keys!r})"
+
+    def _holds_tokens(self) -> bool:
+        with self._engine.connect() as conn:
+            return conn.execute(sa.select(_connections.c.key).limit(1)).first() is not None
 
     # -- plumbing -------------------------------------------------------------------
 
