@@ -4,6 +4,7 @@
     python -m benchmarks --quick         # 1 short run each (smoke check)
     python -m benchmarks --only asgi-form-post,ours-refresh-sqlite
     python -m benchmarks --list
+    python -m benchmarks --render benchmarks/results/<date>.json --notes analysis.md
 
 A full run writes benchmarks/results/<date>.md, .png and .json (raw runs); a run with
 --quick or --only writes to benchmarks/.work/results/ unless --output is given.
@@ -140,6 +141,41 @@ def render(env: dict[str, Any], ctx: Context, rows: list[dict[str, Any]], chart:
     return "\n".join(out)
 
 
+def write_results(out_dir: Path, env: dict[str, Any], ctx: Context, rows: list[dict[str, Any]],
+                  elapsed: float, command: str, notes: Path | None) -> None:
+    """<date>.md, .png and .json in `out_dir` (the JSON alone can re-render the rest)."""
+    stamp = env["date"][:10]
+    chart = None
+    http_rows = [r for r in rows if r["kind"] == "http"]
+    if any("median" in r for r in http_rows):
+        chart = f"{stamp}.png"
+        write_chart(str(out_dir / chart), http_rows,
+                    f"hubspot-oauth benchmarks {stamp}: {env['cores']} cores ({env['cpu']}), "
+                    "load generator on the same cores")
+    text = render(env, ctx, rows, chart, elapsed, command)
+    if notes:
+        text += "\n## Analysis\n\n" + notes.read_text().strip() + "\n"
+    (out_dir / f"{stamp}.md").write_text(text)
+    raw = {"environment": env, "command": command, "elapsed_s": round(elapsed, 1),
+           "settings": {"runs": ctx.runs, "duration": ctx.duration, "warmup": ctx.warmup,
+                        "wrk": vars(ctx.wrk)}, "rows": rows}
+    (out_dir / f"{stamp}.json").write_text(json.dumps(raw, indent=1, default=str) + "\n")
+    print()
+    print(text)
+    print(f"written: {out_dir / (stamp + '.md')} ({elapsed:.0f} s)")
+
+
+def rerender(path: Path, notes: Path | None) -> int:
+    """Re-write the .md and .png beside an earlier run's JSON (e.g. to add --notes)."""
+    raw = json.loads(path.read_text())
+    settings = raw["settings"]
+    ctx = Context(runs=settings["runs"], duration=settings["duration"],
+                  warmup=settings["warmup"], wrk=WrkSettings(**settings["wrk"]))
+    write_results(path.parent, raw["environment"], ctx, raw["rows"],
+                  raw.get("elapsed_s", 0.0), raw.get("command", "python -m benchmarks"), notes)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -152,9 +188,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--output", type=Path, help="folder for <date>.md/.png/.json")
     ap.add_argument("--notes", type=Path,
                     help="a markdown file appended to the results as '## Analysis'")
+    ap.add_argument("--render", type=Path, metavar="JSON",
+                    help="re-write the .md/.png of an earlier run from its JSON; no measuring")
     ap.add_argument("--list", action="store_true")
     args = ap.parse_args(argv)
 
+    if args.render:
+        return rerender(args.render, args.notes)
     if args.list:
         for s in SCENARIOS:
             print(f"{s.name:28s} {s.group:6s} {s.what}")
@@ -208,22 +248,5 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.monotonic() - ctx.started
     command = "make bench" if full and not args.output else \
         "python -m benchmarks " + " ".join(argv if argv is not None else sys.argv[1:])
-    chart = None
-    http_rows = [r for r in rows if r["kind"] == "http"]
-    if any("median" in r for r in http_rows):
-        chart = f"{stamp}.png"
-        write_chart(str(out_dir / chart), http_rows,
-                    f"hubspot-oauth benchmarks {stamp}: {env['cores']} cores ({env['cpu']}), "
-                    "load generator on the same cores")
-    text = render(env, ctx, rows, chart, elapsed, command)
-    if args.notes:
-        text += "\n## Analysis\n\n" + args.notes.read_text().strip() + "\n"
-    (out_dir / f"{stamp}.md").write_text(text)
-    raw = {"environment": env, "settings": {"runs": ctx.runs, "duration": ctx.duration,
-                                            "warmup": ctx.warmup,
-                                            "wrk": vars(ctx.wrk)}, "rows": rows}
-    (out_dir / f"{stamp}.json").write_text(json.dumps(raw, indent=1, default=str) + "\n")
-    print()
-    print(text)
-    print(f"written: {out_dir / (stamp + '.md')} ({elapsed:.0f} s)")
+    write_results(out_dir, env, ctx, rows, elapsed, command, args.notes)
     return 0 if all("error" not in r for r in rows) else 1
