@@ -171,3 +171,19 @@ def test_create_app_with_bad_seed_raises_seed_error(tmp_path: Path, sqlite_url: 
     path.write_text("[[apps]]\n")
     with pytest.raises(SeedError):
         create_app(ServerSettings(database_url=sqlite_url, seed_file=path))
+
+
+def test_banner_shows_secrets_only_of_the_default_seed(tmp_path: Path, sqlite_url: str) -> None:
+    from hubspot_oauth.server.runner import banner
+
+    path = tmp_path / "seed.toml"
+    path.write_text(GOOD)
+    app = create_app(ServerSettings(database_url=sqlite_url, seed_file=path))
+    try:
+        text = banner(app.state.hubspot, "http://127.0.0.1:8765")
+    finally:
+        app.state.hubspot.close()
+    assert "client_id      first-client" in text
+    assert "first-secret-value" not in text and "pw-owner" not in text
+    assert f"client_secret  (as in {path})" in text
+    assert "user owner@example.com (password from seed; 111: super_admin" in text
