@@ -113,11 +113,19 @@ def test_toml_seed(tmp_path: Path, sqlite_url: str) -> None:
                                   user_email="owner@example.com", hub_id=222,
                                   scopes=["crm.objects.contacts.read"],
                                   optional_scopes=["automation"])
-        assert code.startswith("na1-")
+        assert code.startswith("eu1-")  # portal 222 is in the EU data centre
         body = hubspot.exchange_code(client_id="second-client",
                                      client_secret="second-secret-value", code=code,
                                      redirect_uri="https://app2.example.com/cb")
         assert body["scopes"] == ["oauth", "crm.objects.contacts.read"]
+        assert body["refresh_token"].startswith("eu1-")
+        info = hubspot.access_token_info(body["access_token"])
+        assert info["signed_access_token"]["hublet"] == "eu1"
+        other = hubspot.issue_code(client_id="first-client",
+                                   redirect_uri="http://localhost:3000/oauth-callback",
+                                   user_email="owner@example.com", hub_id=111,
+                                   scopes=["crm.objects.contacts.read"])
+        assert other.startswith("na1-")  # no hublet in the seed: the server's
     finally:
         hubspot.close()
 
@@ -142,6 +150,8 @@ def test_toml_seed(tmp_path: Path, sqlite_url: str) -> None:
      "apps[0]: 'client_secret' must be at least 8 characters"),
     (GOOD.replace('hub_domain = "one.example.com"', 'hub_domain = "one.example.com"\nx = 1'),
      "portals[0]: unknown key 'x'"),
+    (GOOD.replace('hublet = "eu1"', 'hublet = "EU 1"'),
+     "portals[1]: 'hublet' must look like 'na1' or 'eu1'"),
 ])
 def test_malformed_seed_is_one_clear_line(tmp_path: Path, text: str, problem: str) -> None:
     path = tmp_path / "bad.toml"

@@ -238,6 +238,7 @@ class LocalHubSpot:
         self._apps_generation = -1
         self._apps_by_client: dict[str, AppRecord] = {}
         self._apps_by_id: dict[int, AppRecord] = {}
+        self._hublets: dict[int, str] = {}
         self._ensure_seeded()
 
     async def call(self, func: Any, *args: Any) -> Any:
@@ -274,7 +275,8 @@ class LocalHubSpot:
                 optional_scopes=list(app.optional_scopes)))
         for portal in seed.portals:
             conn.execute(sa.insert(portals).values(
-                hub_id=portal.hub_id, hub_domain=portal.hub_domain, hublet=portal.hublet,
+                hub_id=portal.hub_id, hub_domain=portal.hub_domain,
+                hublet=portal.hublet or self.settings.hublet,
                 name=portal.name,
                 available_scopes=None if portal.available_scopes is None
                 else list(portal.available_scopes),
@@ -338,7 +340,13 @@ class LocalHubSpot:
             self._load_apps(conn, row.generation)
         return time.time() + row.clock_offset
 
+    def _hublet(self, hub_id: int) -> str:
+        """The data centre of portal `hub_id`: the prefix of its codes and refresh tokens
+        (reference §5, ``na1-…``; ``eu1-`` by analogy, UNCONFIRMED)."""
+        return self._hublets.get(hub_id) or self.settings.hublet
+
     def _load_apps(self, conn: Connection, generation: int) -> None:
+        self._hublets = dict(conn.execute(sa.select(portals.c.hub_id, portals.c.hublet)).all())
         rows = conn.execute(sa.select(apps)).all()
         by_client = {}
         by_id = {}
@@ -508,7 +516,6 @@ class LocalHubSpot:
         after `settings.code_ttl` seconds of emulator time. Raises `ConfigurationError`
         for an unknown client_id."""
         granted = list(dict.fromkeys([ALWAYS_GRANTED, *scopes]))
-        code = new_authorization_code(self.settings.hublet)
         method = None
         if code_challenge is not None:
             method = code_challenge_method or "plain"  # RFC 7636 §4.3
@@ -517,6 +524,7 @@ class LocalHubSpot:
             app = self._apps_by_client.get(client_id)
             if app is None:
                 raise ConfigurationError(f"no app has client_id {client_id!r}")
+            code = new_authorization_code(self._hublet(hub_id))
             conn.execute(sa.insert(authorization_codes).values(
                 token_digest=token_digest(code), app_id=app.app_id, hub_id=hub_id,
                 user_id=user_id, redirect_uri=redirect_uri, scopes=granted,
@@ -616,7 +624,7 @@ class LocalHubSpot:
                 self._revoke_family(conn, winner, now, "code_replayed")
                 raise _code_replayed()
             scopes = list(row.scopes)
-            refresh = new_refresh_token(self.settings.hublet)
+            refresh = new_refresh_token(self._hublet(row.hub_id))
             rt_id = conn.execute(sa.insert(refresh_tokens).values(
                 token_digest=token_digest(refresh), family_id=family, app_id=app.app_id,
                 hub_id=row.hub_id, user_id=row.user_id, scopes=scopes, created_at=now,
@@ -707,7 +715,7 @@ class LocalHubSpot:
                     .values(retired_at=now)).rowcount
                 if won != 1:
                     return self._reused(conn, row, now, rotation)
-                new_refresh = new_refresh_token(self.settings.hublet)
+                new_refresh = new_refresh_token(self._hublet(row.hub_id))
                 rt_id = conn.execute(sa.insert(r).values(
                     token_digest=token_digest(new_refresh), family_id=row.family_id,
                     app_id=row.app_id, hub_id=row.hub_id, user_id=row.user_id,

@@ -16,7 +16,7 @@ examples work verbatim). `load_seed(path)` reads a TOML file of the same shape::
     [[portals]]
     hub_id = 1234567
     hub_domain = "acme.example.com"
-    hublet = "na1"                  # optional
+    hublet = "eu1"                  # optional (default: the server's, `na1`)
     scopes = ["…"]                  # optional: the scopes its products allow (default: all)
     lacks = ["automation"]          # optional: scopes it lacks
     contacts = 25                   # optional: generated sample contacts
@@ -84,7 +84,7 @@ class SeedApp:
 class SeedPortal:
     hub_id: int
     hub_domain: str
-    hublet: str = "na1"
+    hublet: str | None = None  # None: the server's hublet (ServerSettings.hublet)
     name: str = ""
     available_scopes: tuple[str, ...] | None = None  # None: every product
     missing_scopes: tuple[str, ...] = ()
@@ -274,7 +274,7 @@ def _parse(data: dict, where_file: str) -> Seed:
         portals.append(SeedPortal(
             hub_id=_get(entry, w, "hub_id", int),
             hub_domain=_get(entry, w, "hub_domain", str),
-            hublet=_get(entry, w, "hublet", str, "na1"),
+            hublet=_hublet(_get(entry, w, "hublet", str, None), w),
             name=_get(entry, w, "name", str, ""),
             available_scopes=_strings(entry, w, "scopes", None),
             missing_scopes=_strings(entry, w, "lacks", ()),
@@ -325,6 +325,13 @@ def _parse(data: dict, where_file: str) -> Seed:
         contacts.append(SeedContact(hub_id=hub_id, properties=dict(props)))
     return Seed(apps=tuple(apps), portals=tuple(portals), users=tuple(users),
                 contacts=tuple(contacts), source=where_file)
+
+
+def _hublet(value: str | None, where: str) -> str | None:
+    if value is not None and not (value.isascii() and value.isalnum() and value.islower()
+                                  and 2 <= len(value) <= 6):
+        raise _Problem(f"{where}: 'hublet' must look like 'na1' or 'eu1'")
+    return value
 
 
 def _unique(items: list, attr: str, section: str) -> None:

@@ -57,7 +57,8 @@ class ServerSettings:
       (and is then on whatever the host).
     * `rate_limit_max`, `rate_limit_interval_ms` - API calls allowed per window per app and
       portal (HubSpot: 100 per 10 s, reference §7.6).
-    * `hublet` - prefix of codes and refresh tokens (``na1``).
+    * `hublet` - data centre of portals whose seed names none (``na1``); a portal's
+      hublet prefixes its codes and refresh tokens (``na1-…``, ``eu1-…``).
     * `public_url` - the base URL clients use, when not ``http://{host}:{port}``.
     * `host` - the interface the server binds (decides the control API default).
     * `revoke_cascades` - revoking a refresh token on ``/token/revoke`` also revokes the
