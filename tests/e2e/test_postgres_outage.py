@@ -48,7 +48,7 @@ from hubspot_oauth.errors import RetryableError, ServerError, TokenStoreError
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 CONNECTIONS = 4
-DELAY_MS = 4000  # holds each refresh at the token endpoint while PostgreSQL stops
+DELAY_MS = 6000  # holds each refresh at the token endpoint while PostgreSQL stops (~1 s)
 
 
 @pytest.fixture
