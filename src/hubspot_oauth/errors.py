@@ -11,7 +11,9 @@ HubSpotOAuthError
 ├── TokenStoreError               the local token store
 │   ├── ConnectionNotFoundError   no connection under that key (also a KeyError)
 │   ├── EncryptionKeyError        no key in the key ring decrypts a stored token
-│   └── SchemaOutdatedError       the database needs `hubspot-oauth db upgrade`
+│   ├── SchemaOutdatedError       the database needs `hubspot-oauth db upgrade`
+│   ├── StoreUnavailableError     the store's database is unreachable (also RetryableError)
+│   └── RefreshInProgressError    another process is still refreshing (also RetryableError)
 ├── HubSpotAPIError               HubSpot answered with an error
 │   ├── ReauthorizationRequiredError   the connection is gone: send the user through install again
 │   ├── BadRequestError           the request is wrong; retrying it unchanged cannot help
@@ -26,7 +28,9 @@ HubSpotOAuthError
 └── RetryableError                try again later; `.retry_after` seconds or None
     ├── NetworkError              connect failure, timeout, broken connection
     ├── RateLimitError
-    └── ServerError
+    ├── ServerError
+    ├── StoreUnavailableError
+    └── RefreshInProgressError
 ```
 
 `HubSpotAPIError` carries what HubSpot said: `status_code` (HTTP), `status` (HubSpot's
@@ -57,12 +61,14 @@ __all__ = [
     "NetworkError",
     "RateLimitError",
     "ReauthorizationRequiredError",
+    "RefreshInProgressError",
     "RetryableError",
     "SchemaOutdatedError",
     "ServerError",
     "StateError",
     "StateExpiredError",
     "StateMismatchError",
+    "StoreUnavailableError",
     "TokenStoreError",
 ]
 
@@ -114,6 +120,15 @@ class RetryableError(HubSpotOAuthError):
     """A failure that may pass: retry later, after `retry_after` seconds when given."""
 
     retry_after: float | None = None
+
+
+class StoreUnavailableError(TokenStoreError, RetryableError):
+    """The token store's database could not be reached or timed out; nothing was changed."""
+
+
+class RefreshInProgressError(TokenStoreError, RetryableError):
+    """Another thread or process has been refreshing this connection for longer than the
+    wait allows (`refresh_wait`); the stored token is unchanged. Try again later."""
 
 
 class NetworkError(RetryableError):

@@ -52,3 +52,19 @@ def test_importing_the_library_never_imports_the_server_stack():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == ""
+
+
+def test_store_errors_live_in_errors_and_are_exported():
+    """The README names StoreUnavailableError and RefreshInProgressError: both importable
+    from the package, from hubspot_oauth.errors and (as before) from client.store."""
+    from hubspot_oauth import errors
+    from hubspot_oauth.client import store
+
+    for name in ("StoreUnavailableError", "RefreshInProgressError"):
+        cls = getattr(errors, name)
+        assert name in errors.__all__ and name in hubspot_oauth.__all__
+        assert getattr(hubspot_oauth, name) is cls
+        assert getattr(store, name) is cls
+        assert issubclass(cls, errors.TokenStoreError)
+        assert issubclass(cls, errors.RetryableError)
+        assert name in errors.__doc__

@@ -12,7 +12,8 @@ Where the keys come from (`KeyRing.from_settings`), first match wins:
 2. ``HUBSPOT_OAUTH_ENCRYPTION_KEYS`` (comma-separated, first encrypts);
 3. a key file, created on first use with mode 0600: ``<database file>.key`` beside a
    SQLite database, else ``token-store.key`` in `data_dir()`. Creating it warns once
-   (`KeyFileWarning` and a log record): whoever can read that file can read the tokens,
+   (one `KeyFileWarning`; no log record as well, so a console shows it once): whoever
+   can read that file can read the tokens,
    and every host sharing a PostgreSQL store needs the same key.
 
 Key values never appear in a repr, a log record or an error message; a key is named by
@@ -25,7 +26,6 @@ import base64
 import binascii
 import contextlib
 import hashlib
-import logging
 import os
 import tempfile
 import threading
@@ -42,7 +42,6 @@ __all__ = ["ENV_KEYS", "KeyFileWarning", "KeyRing", "default_key_file", "key_id"
 
 ENV_KEYS = "HUBSPOT_OAUTH_ENCRYPTION_KEYS"
 
-logger = logging.getLogger("hubspot_oauth.store")
 
 _warned: set[str] = set()
 _warn_lock = threading.Lock()
@@ -141,7 +140,9 @@ def _warn_once(path: Path) -> None:
         f"(mode 0600). Back it up: without it the stored tokens cannot be read. Every "
         f"process and host that shares this token store needs the same key."
     )
-    logger.warning(message)
+    # Only `warnings`: a log record as well printed the notice twice on a plain console
+    # (Python's last-resort log handler plus the warning); `logging.captureWarnings(True)`
+    # routes it to logging for apps that want it there.
     warnings.warn(message, KeyFileWarning, stacklevel=4)
 
 

@@ -73,7 +73,8 @@ from ..errors import (
     EncryptionKeyError,
     HubSpotOAuthError,
     ReauthorizationRequiredError,
-    RetryableError,
+    RefreshInProgressError,
+    StoreUnavailableError,
     TokenStoreError,
 )
 from ..tokens import Token
@@ -108,15 +109,6 @@ ACTIVE = "active"
 NEEDS_REAUTHORIZATION = "needs_reauthorization"
 
 ConnectionStatus = Literal["active", "needs_reauthorization"]
-
-
-class StoreUnavailableError(TokenStoreError, RetryableError):
-    """The store's database could not be reached or timed out; nothing was changed."""
-
-
-class RefreshInProgressError(TokenStoreError, RetryableError):
-    """Another thread or process has been refreshing this connection for longer than the
-    wait allows (`refresh_wait`); the stored token is unchanged. Try again later."""
 
 
 class RefreshingClient(Protocol):
