@@ -197,3 +197,25 @@ def test_banner_shows_secrets_only_of_the_default_seed(tmp_path: Path, sqlite_ur
     assert "first-secret-value" not in text and "pw-owner" not in text
     assert f"client_secret  (as in {path})" in text
     assert "user owner@example.com (password from seed; 111: super_admin" in text
+
+
+def test_a_database_seeded_from_another_seed_is_refused(tmp_path: Path,
+                                                        sqlite_url: str) -> None:
+    create_app(ServerSettings(database_url=sqlite_url)).state.hubspot.close()
+    path = tmp_path / "seed.toml"
+    path.write_text(GOOD)
+    with pytest.raises(SeedError) as info:
+        create_app(ServerSettings(database_url=sqlite_url, seed_file=path))
+    assert str(info.value) == (
+        f"database {sqlite_url} holds the data of another seed than {path}; use another "
+        "--database-url for this seed (or delete that database to start it over)")
+    # The same seed again (another file with the same content) is fine.
+    copy = tmp_path / "copy.toml"
+    copy.write_text(GOOD)
+    other = tmp_path / "other.db"
+    create_app(ServerSettings(database_url=f"sqlite:///{other}", seed_file=path)
+               ).state.hubspot.close()
+    create_app(ServerSettings(database_url=f"sqlite:///{other}", seed_file=copy)
+               ).state.hubspot.close()
+    assert default_seed().fingerprint() == default_seed().fingerprint()
+    assert load_seed(path).fingerprint() != default_seed().fingerprint()

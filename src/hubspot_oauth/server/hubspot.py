@@ -61,7 +61,7 @@ from .models import (
     users,
 )
 from .ratelimit import RateWindow, count_call, hit
-from .seed import Seed, default_seed, load_seed, sample_contacts
+from .seed import Seed, SeedError, default_seed, load_seed, sample_contacts
 from .settings import ServerSettings
 from .storage import check_schema, current_revision, make_engine, read, upgrade, write
 from .wire import OAuthError
@@ -253,13 +253,23 @@ class LocalHubSpot:
     # -- seed, reset ---------------------------------------------------------------------
 
     def _ensure_seeded(self) -> None:
+        fingerprint = self.seed.fingerprint()
         with write(self.engine) as conn:
             if conn.dialect.name == "postgresql":
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(7301202612)"))
-            if conn.execute(sa.select(emulator_state.c.id)).first() is not None:
-                return
-            conn.execute(sa.insert(emulator_state).values(id=1, clock_offset=0.0, generation=0))
-            self._apply_seed(conn)
+            row = conn.execute(sa.select(emulator_state.c.seed_fingerprint)).first()
+            if row is None:
+                conn.execute(sa.insert(emulator_state).values(
+                    id=1, clock_offset=0.0, generation=0, seed_fingerprint=fingerprint))
+                self._apply_seed(conn)
+            elif row.seed_fingerprint is None:  # seeded before fingerprints existed
+                conn.execute(sa.update(emulator_state).values(seed_fingerprint=fingerprint))
+            elif row.seed_fingerprint != fingerprint:
+                where = self.engine.url.render_as_string(hide_password=True)
+                raise SeedError(
+                    f"database {where} holds the data of another seed than "
+                    f"{self.seed.source}; use another --database-url for this seed (or "
+                    "delete that database to start it over)")
 
     def _apply_seed(self, conn: Connection) -> None:
         seed = self.seed
@@ -311,7 +321,7 @@ class LocalHubSpot:
                           rate_windows):
                 conn.execute(sa.delete(table))
             conn.execute(sa.update(emulator_state).where(emulator_state.c.id == 1)
-                         .values(clock_offset=0.0))
+                         .values(clock_offset=0.0, seed_fingerprint=self.seed.fingerprint()))
             self._apply_seed(conn)
 
     def close(self) -> None:

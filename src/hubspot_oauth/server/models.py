@@ -30,7 +30,7 @@ __all__ = [
 
 VERSION_TABLE = "hubspot_oauth_server_version"
 # The newest Alembic revision; a database at another revision is refused until upgraded.
-SCHEMA_REVISION = "0002_signing_secret"
+SCHEMA_REVISION = "0003_seed_fingerprint"
 
 metadata = sa.MetaData(
     naming_convention={
@@ -178,6 +178,9 @@ emulator_state = sa.Table(
     # Key of the authorize pages' signed cookie and forms (hex), made once by the first
     # process: every process on the database accepts the others' pages (load balancing).
     sa.Column("signing_secret", sa.String(64), nullable=True),
+    # SHA-256 of the seed the database was filled from: a server started with another
+    # seed on it is refused instead of silently serving the old data.
+    sa.Column("seed_fingerprint", sa.String(64), nullable=True),
 )
 
 faults = sa.Table(

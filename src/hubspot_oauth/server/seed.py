@@ -37,6 +37,8 @@ A malformed file raises `SeedError` whose message is one line naming the file an
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -118,6 +120,19 @@ class Seed:
     @property
     def is_default(self) -> bool:
         return self.source == "default seed"
+
+    def fingerprint(self) -> str:
+        """SHA-256 (hex) of the seed's content (not of where it came from): two files with
+        the same apps, portals, users and contacts have the same fingerprint."""
+        content = {
+            "apps": [dataclasses.asdict(a) for a in self.apps],
+            "portals": [dataclasses.asdict(p) for p in self.portals],
+            "users": [{**dataclasses.asdict(u), "roles": sorted(u.roles.items())}
+                      for u in self.users],
+            "contacts": [dataclasses.asdict(c) for c in self.contacts],
+        }
+        raw = json.dumps(content, sort_keys=True, default=list).encode()
+        return hashlib.sha256(raw).hexdigest()
 
 
 def default_seed() -> Seed:
