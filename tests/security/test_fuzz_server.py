@@ -231,7 +231,8 @@ header_strategy = st.dictionaries(
 def requests(draw: st.DrawFn) -> dict[str, Any]:
     method, template, kind = draw(st.sampled_from(ENDPOINTS))
     if draw(st.integers(0, 9)) == 0:  # now and then, any method on a real path
-        method = draw(st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]))
+        method = draw(st.sampled_from(["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH",
+                                       "OPTIONS", "TRACE"]))
     segments = [draw(path_segment) for _ in range(template.count("{"))]
     query = draw(pairs_strategy) if draw(st.booleans()) else []
     body_kind = draw(st.sampled_from(["form", "form", "form", "json", "bytes", "huge", "none"]))
@@ -334,6 +335,8 @@ def test_every_endpoint_survives_arbitrary_requests(world: World, spec: dict[str
         if _authorize_page(spec) and response.status_code not in (404, 405):
             # (404/405 come from routing, e.g. an empty account id: JSON like any route)
             assert is_html(response), (label, response.status_code, response.text[:300])
+        elif request.method == "HEAD":  # no body by definition (RFC 9110 §9.3.2)
+            assert response.content == b"", label
         elif spec["kind"] != "css" or response.status_code != 200:
             problems = hubspot_error_problems(response)
             assert not problems, (label, response.status_code, problems, response.text[:300])
