@@ -1,4 +1,5 @@
-"""Hypothesis: the library's response parsers (client/protocol.py) on arbitrary answers.
+"""Hypothesis: the library's response parsers (client/protocol.py) and its clients on
+arbitrary answers.
 
 Invariants, whatever the status code, headers and body bytes:
 - the parsers raise only the documented errors (subclasses of `HubSpotOAuthError`);
@@ -14,10 +15,14 @@ import json
 import os
 from datetime import UTC, datetime
 
+import anyio
+import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from hubspot_oauth import AsyncOAuthClient, Endpoints, OAuthClient
 from hubspot_oauth.client import protocol
+from hubspot_oauth.client.retry import NO_RETRY
 from hubspot_oauth.errors import HubSpotAPIError, HubSpotOAuthError
 from hubspot_oauth.tokens import Token, new_access_token, new_authorization_code
 
@@ -189,3 +194,63 @@ def test_parse_retry_after_is_bounded(value: str | None) -> None:
 @given(status=statuses, body=bodies)
 def test_is_expired_authentication_is_a_plain_bool(status: int, body: bytes) -> None:
     assert protocol.is_expired_authentication(status, body) in (True, False)
+
+
+# --- the clients themselves, on arbitrary answers (HubSpot's side is the edge we do not own)
+
+
+def _transport(status: int, hdrs: dict[str, str], body: bytes) -> httpx.MockTransport:
+    safe_status = status if 100 <= status <= 599 else 502
+
+    # Headers as bytes, as they come off the wire (any byte value, not only ASCII).
+    raw = [(k.encode("ascii"), v.encode("utf-8")) for k, v in hdrs.items()]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(safe_status, headers=raw, content=body)
+
+    return httpx.MockTransport(handler)
+
+
+CLIENT_KW = {"client_id": "id", "client_secret": SECRETS[2], "retry": NO_RETRY,
+             "endpoints": Endpoints.local("http://hubspot.test")}
+
+
+@FUZZ
+@given(status=statuses, hdrs=headers, body=bodies,
+       version=st.sampled_from(["v1", "v3", "2026-03"]))
+def test_oauth_client_raises_only_documented_errors(
+    status: int, hdrs: dict[str, str], body: bytes, version: str
+) -> None:
+    endpoints = Endpoints.local("http://hubspot.test", version)
+    calls = [
+        lambda c: c.exchange_code(SECRETS[0]),
+        lambda c: c.refresh("na1-1111-2222-3333-4444-555555555555"),
+        lambda c: c.introspect(SECRETS[1]),
+        lambda c: c.revoke("na1-1111-2222-3333-4444-555555555555"),
+    ]
+    with OAuthClient(**{**CLIENT_KW, "endpoints": endpoints},
+                     transport=_transport(status, hdrs, body)) as client:
+        for call in calls:
+            try:
+                call(client)
+            except HubSpotOAuthError as exc:
+                _no_secret_leaks(exc, SECRETS)
+
+
+@FUZZ
+@given(status=statuses, hdrs=headers, body=bodies)
+def test_async_oauth_client_raises_only_documented_errors(
+    status: int, hdrs: dict[str, str], body: bytes
+) -> None:
+    async def main() -> None:
+        async with AsyncOAuthClient(**CLIENT_KW,
+                                    transport=_transport(status, hdrs, body)) as client:
+            calls = [lambda: client.exchange_code(SECRETS[0]), lambda: client.refresh("na1-x"),
+                     lambda: client.introspect(SECRETS[1]), lambda: client.revoke("na1-x")]
+            for call in calls:
+                try:
+                    await call()
+                except HubSpotOAuthError as exc:
+                    _no_secret_leaks(exc, SECRETS)
+
+    anyio.run(main)
