@@ -250,7 +250,7 @@ def run(database: str, label: str, args: argparse.Namespace,
                                args.profile + ("" if label == "sqlite" else "-" + label))
             finally:
                 hub.call = saved
-            print(f"  profile: {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
+            print(f"  profile: {path}")
     finally:
         app.state.hubspot.close()
         if noauth is not None:
