@@ -1,15 +1,15 @@
 """The server killed with SIGKILL in the middle of code exchanges and refreshes, then
-restarted on the same SQLite file (refresh-token rotation on, so a refresh writes the
-most): no token the client received lacks its record, no token pair is half issued, every
-code is either unused (and still works) or consumed (with its token family), each
-refresh-token family has exactly one live refresh token, and the file passes SQLite's
-integrity checks. Real processes (`hubspot-oauth server`), real sockets, real SIGKILL."""
+restarted on the same database (a SQLite file, and PostgreSQL; refresh-token rotation on,
+so a refresh writes the most): no token the client received lacks its record, no token
+pair is half issued, every code is either unused (and still works) or consumed (with its
+token family), each refresh-token family has exactly one live refresh token, and a SQLite
+file passes SQLite's integrity checks. Real processes (`hubspot-oauth server`), real
+sockets, real SIGKILL."""
 
 from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from hubspot_oauth.server import ServerSettings, create_app
 from hubspot_oauth.server.hubspot import token_digest
@@ -38,7 +39,7 @@ pytestmark = [pytest.mark.slow,
 
 @dataclass
 class Server:
-    database: Path
+    database_url: str
     logs: Path
     port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = None
@@ -54,7 +55,7 @@ class Server:
         out = (self.logs / f"server-{self.starts}.log").open("wb")
         self.process = subprocess.Popen(
             [str(executable), "server", "--port", str(self.port),
-             "--database-url", f"sqlite:///{self.database}",
+             "--database-url", self.database_url,
              "--refresh-token-rotation", "rotate"],
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         out.close()
@@ -85,17 +86,17 @@ class Server:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
+def server(tmp_path: Path, database_url: str) -> Iterator[Server]:
     logs = tmp_path / "logs"
     logs.mkdir()
-    srv = Server(tmp_path / "hub.db", logs)
+    srv = Server(database_url, logs)
     yield srv
     srv.stop()
 
 
-def _issue_codes(database: Path, n: int) -> list[str]:
+def _issue_codes(database_url: str, n: int) -> list[str]:
     """Codes issued by another process on the same database (as the authorize pages do)."""
-    app = create_app(ServerSettings(database_url=f"sqlite:///{database}"))
+    app = create_app(ServerSettings(database_url=database_url))
     try:
         hub = app.state.hubspot
         return [hub.issue_code(client_id=CLIENT_ID, redirect_uri=REDIRECT_URI,
@@ -128,50 +129,62 @@ def _introspect(url: str, token: str) -> bool:
     return response.json()["active"] is True
 
 
-def _check_database(database: Path) -> None:
-    """Integrity and the all-or-nothing rules, read straight from the file."""
-    db = sqlite3.connect(database)
+def _check_database(database_url: str) -> None:
+    """Integrity and the all-or-nothing rules, read straight from the database."""
+    engine = sa.create_engine(database_url)
     try:
-        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        assert db.execute("PRAGMA foreign_key_check").fetchall() == []
-        # Every code is unused (no family) or consumed together with its token family.
-        for consumed_at, family in db.execute(
-                "SELECT consumed_at, family_id FROM authorization_codes"):
-            if consumed_at is None:
-                assert family is None
-            else:
-                refresh = db.execute("SELECT count(*) FROM refresh_tokens WHERE family_id=?",
-                                     (family,)).fetchone()[0]
-                access = db.execute("SELECT count(*) FROM access_tokens WHERE family_id=?",
-                                    (family,)).fetchone()[0]
+        with engine.connect() as db:
+            if engine.dialect.name == "sqlite":
+                assert db.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
+                assert db.exec_driver_sql("PRAGMA foreign_key_check").all() == []
+            # Every code is unused (no family) or consumed together with its token family.
+            for consumed_at, family in db.execute(sa.text(
+                    "SELECT consumed_at, family_id FROM authorization_codes")):
+                if consumed_at is None:
+                    assert family is None
+                    continue
+                refresh = db.execute(sa.text(
+                    "SELECT count(*) FROM refresh_tokens WHERE family_id = :f"),
+                    {"f": family}).scalar()
+                access = db.execute(sa.text(
+                    "SELECT count(*) FROM access_tokens WHERE family_id = :f"),
+                    {"f": family}).scalar()
                 assert refresh >= 1 and access >= 1, (family, refresh, access)
-        # No access token without the refresh token it came from.
-        orphans = db.execute(
-            "SELECT count(*) FROM access_tokens a LEFT JOIN refresh_tokens r "
-            "ON a.refresh_token_id = r.id WHERE a.refresh_token_id IS NOT NULL AND r.id IS NULL"
-        ).fetchone()[0]
-        assert orphans == 0
-        # Rotation is atomic: each family has exactly one live refresh token.
-        for family, live in db.execute(
-                "SELECT family_id, sum(retired_at IS NULL AND revoked_at IS NULL) "
-                "FROM refresh_tokens GROUP BY family_id"):
-            assert live == 1, (family, live)
+            # No access token without the refresh token it came from.
+            assert db.execute(sa.text(
+                "SELECT count(*) FROM access_tokens a LEFT JOIN refresh_tokens r "
+                "ON a.refresh_token_id = r.id "
+                "WHERE a.refresh_token_id IS NOT NULL AND r.id IS NULL")).scalar() == 0
+            # Rotation is atomic: each family has exactly one live refresh token.
+            for family, live in db.execute(sa.text(
+                    "SELECT family_id, sum(CASE WHEN retired_at IS NULL AND revoked_at IS NULL "
+                    "THEN 1 ELSE 0 END) FROM refresh_tokens GROUP BY family_id")):
+                assert live == 1, (family, live)
     finally:
-        db.close()
+        engine.dispose()
 
 
-def _live_refresh_token(database: Path, refresh_token: str) -> bool:
-    db = sqlite3.connect(database)
+def _token_row(database_url: str, table: str, token: str) -> tuple | None:
+    engine = sa.create_engine(database_url)
     try:
-        row = db.execute("SELECT retired_at, revoked_at FROM refresh_tokens WHERE "
-                         "token_digest=?", (token_digest(refresh_token),)).fetchone()
+        with engine.connect() as db:
+            columns = "consumed_at" if table == "authorization_codes" else (
+                "retired_at, revoked_at")
+            row = db.execute(sa.text(f"SELECT {columns} FROM {table} "  # noqa: S608
+                                     "WHERE token_digest = :d"),
+                             {"d": token_digest(token)}).first()
+            return tuple(row) if row is not None else None
     finally:
-        db.close()
+        engine.dispose()
+
+
+def _live_refresh_token(database_url: str, refresh_token: str) -> bool:
+    row = _token_row(database_url, "refresh_tokens", refresh_token)
     return row is not None and row[0] is None and row[1] is None
 
 
 def test_sigkill_mid_exchange_and_refresh_leaves_consistent_data(server: Server) -> None:
-    codes = _issue_codes(server.database, PAIRS + ROUNDS * CODES_PER_ROUND)
+    codes = _issue_codes(server.database_url, PAIRS + ROUNDS * CODES_PER_ROUND)
     server.start()
     pairs: list[str] = []  # refresh tokens whose state the client knows
     for code in codes[:PAIRS]:
@@ -208,7 +221,7 @@ def test_sigkill_mid_exchange_and_refresh_leaves_consistent_data(server: Server)
         for thread in threads:
             thread.join(timeout=30)
         server.start()
-        _check_database(server.database)
+        _check_database(server.database_url)
 
         next_pairs = []
         for (kind, value), result in results.items():
@@ -221,25 +234,21 @@ def test_sigkill_mid_exchange_and_refresh_leaves_consistent_data(server: Server)
                 raise AssertionError(f"{kind} answered {result.status_code}: {result.text}")
             elif kind == "code":
                 unknown_codes.append(value)
-            elif _live_refresh_token(server.database, value):
+            elif _live_refresh_token(server.database_url, value):
                 next_pairs.append(value)  # the refresh never committed: the old one lives
         # Every pair the client received has its records and works after the restart.
         for body in received:
             assert _introspect(server.url, body["access_token"])
-            assert _refresh_is_known(server.database, body["refresh_token"])
+            assert _token_row(server.database_url, "refresh_tokens",
+                              body["refresh_token"]) is not None
         for refresh_token in next_pairs:
-            assert _live_refresh_token(server.database, refresh_token)
+            assert _live_refresh_token(server.database_url, refresh_token)
         pairs = next_pairs
 
     # A code whose answer was lost is either still unused (and works now) or was consumed
     # with its whole family (a retry is then a replay, refused and revoking it).
-    db = sqlite3.connect(server.database)
-    try:
-        unused = [c for c in unknown_codes if db.execute(
-            "SELECT consumed_at FROM authorization_codes WHERE token_digest=?",
-            (token_digest(c),)).fetchone()[0] is None]
-    finally:
-        db.close()
+    unused = [c for c in unknown_codes
+              if _token_row(server.database_url, "authorization_codes", c) == (None,)]
     for code in unused:
         assert _exchange(server.url, code).status_code == 200
     # The latest pairs still refresh normally.
@@ -247,7 +256,7 @@ def test_sigkill_mid_exchange_and_refresh_leaves_consistent_data(server: Server)
         response = _refresh(server.url, refresh_token)
         assert response.status_code == 200, response.text
         assert _introspect(server.url, response.json()["access_token"])
-    _check_database(server.database)
+    _check_database(server.database_url)
     print(f"\nSIGKILL faults: {kills} kills, {delays} delayed requests, {len(received)} answers "
           f"received, {len(unknown_codes)} exchanges lost in flight ({len(unused)} unused)")
     assert kills == ROUNDS and received
@@ -267,12 +276,3 @@ def _call(url: str, kind: str, value: str, results: dict, done: threading.Event)
     except Exception as exc:  # noqa: BLE001 - a killed server: connection errors
         results[(kind, value)] = exc
     done.set()
-
-
-def _refresh_is_known(database: Path, refresh_token: str) -> bool:
-    db = sqlite3.connect(database)
-    try:
-        return db.execute("SELECT 1 FROM refresh_tokens WHERE token_digest=?",
-                          (token_digest(refresh_token),)).fetchone() is not None
-    finally:
-        db.close()
