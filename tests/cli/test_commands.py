@@ -75,6 +75,13 @@ def test_unexpected_error_is_one_line_with_a_debug_hint(data_dir, monkeypatch) -
     from cryptography.fernet import Fernet
 
     monkeypatch.setenv("HUBSPOT_OAUTH_ENCRYPTION_KEYS", Fernet.generate_key().decode())
+    from hubspot_oauth import Token, TokenStore
+
+    data_dir.mkdir(parents=True)
+    with TokenStore(f"sqlite:///{data_dir / 'tokens.db'}") as store:  # a store with a row
+        store.save(Token.from_response({"access_token": "a" * 20, "refresh_token": "r" * 20,
+                                        "expires_in": 1800, "hub_id": 1234567}),
+                   describe=False)
     monkeypatch.setattr("hubspot_oauth.client.store.TokenStore.connections", broken)
     result = CliRunner().invoke(cli, ["tokens", "list"])
     assert result.exit_code == 1

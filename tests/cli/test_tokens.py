@@ -56,6 +56,7 @@ def test_list_table_and_json(local_hubspot: LocalHubSpot) -> None:
 
 
 def test_list_empty_store_says_what_to_do(local_hubspot: LocalHubSpot) -> None:
+    TokenStore(local_hubspot.tokens_url).close()  # an empty store (login creates it)
     result = run(local_hubspot, "tokens", "list")
     assert result.exit_code == 0
     assert "hubspot-oauth login" in result.stdout
@@ -159,7 +160,9 @@ def test_introspect(local_hubspot: LocalHubSpot) -> None:
     assert text.exit_code == 0 and "1234567" in text.stdout
 
 
-def test_unknown_key_is_one_line_exit_1(local_hubspot: LocalHubSpot) -> None:
+@pytest.mark.parametrize("stored", [[], ["acme"]], ids=["empty store", "other key"])
+def test_unknown_key_is_one_line_exit_1(local_hubspot: LocalHubSpot, stored) -> None:
+    _connect(local_hubspot, stored).close()
     for args in (["show", "nope"], ["refresh", "nope"], ["revoke", "nope"],
                  ["introspect", "nope"]):
         result = run(local_hubspot, "tokens", *args)

@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
@@ -24,6 +25,13 @@ F = TypeVar("F", bound=Callable[..., Any])
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 JSON_KEY = "hubspot_oauth.json"
 DEBUG_KEY = "hubspot_oauth.debug"
+# Default token store files in the data directory: tokens of real HubSpot, and tokens of a
+# local HubSpot (HUBSPOT_BASE_URL set, or the quickstart without credentials), kept apart
+# so the two never mix.
+TOKENS_DB = "tokens.db"
+LOCAL_TOKENS_DB = "local-hubspot-tokens.db"
+SUPPORTED_DATABASES = ("sqlite:///path/tokens.db or postgresql+psycopg://user:password@host"
+                       "/dbname")
 
 
 class CommandError(click.ClickException):
@@ -100,7 +108,8 @@ _CLIENT_FLAGS = (
     ("--api-version", "api_version", "HUBSPOT_API_VERSION",
      "Token API version: v3 (default), v1 or 2026-03."),
     ("--database-url", "database_url", "HUBSPOT_OAUTH_DATABASE_URL",
-     "Token store URL [default: SQLite tokens.db in the data directory]."),
+     "Token store URL, sqlite:///… or postgresql+psycopg://… [default: SQLite tokens.db in "
+     "the data directory; local-hubspot-tokens.db when --base-url/HUBSPOT_BASE_URL is set]."),
 )
 
 
@@ -116,6 +125,61 @@ def build_config(**flags: Any) -> ClientConfig:
     """`ClientConfig.from_env` with the flags that were given (flags win)."""
     names = {dest for _flag, dest, _env, _text in _CLIENT_FLAGS}
     return ClientConfig.from_env(**{k: v for k, v in flags.items() if k in names})
+
+
+def data_dir_path() -> Path:
+    """The data directory `client.config.data_dir` names, without creating it (read-only
+    commands must leave no trace on a machine that has no token store)."""
+    configured = os.environ.get("HUBSPOT_OAUTH_DATA_DIR", "").strip()
+    if configured:
+        return Path(configured).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("hubspot-oauth", appauthor=False))
+
+
+def store_url(config: ClientConfig, *, create_dir: bool = False) -> str:
+    """The token store URL: `--database-url`/HUBSPOT_OAUTH_DATABASE_URL, else tokens.db in
+    the data directory, or local-hubspot-tokens.db when a local HubSpot is configured
+    (HUBSPOT_BASE_URL): the quickstart on the local HubSpot keeps its tokens there too.
+    Raises `CommandError` (exit 2) for a database this package cannot use."""
+    if config.database_url:
+        check_database_url(config.database_url)
+        return config.database_url
+    name = LOCAL_TOKENS_DB if config.base_url else TOKENS_DB
+    if create_dir:
+        from ..client.config import data_dir
+
+        return f"sqlite:///{data_dir() / name}"
+    return f"sqlite:///{data_dir_path() / name}"
+
+
+def check_database_url(url: str) -> None:
+    """Only SQLite and PostgreSQL through psycopg 3 are supported; say so in one line
+    (exit 2) instead of a driver's ModuleNotFoundError."""
+    import importlib.util
+
+    import sqlalchemy as sa
+
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError:
+        fail(f"malformed database URL; use {SUPPORTED_DATABASES}", EXIT_USAGE)
+    shown = parsed.render_as_string(hide_password=True)
+    if parsed.drivername in ("sqlite", "sqlite+pysqlite"):
+        return
+    if parsed.drivername not in ("postgresql", "postgresql+psycopg"):
+        fail(f"unsupported database {shown}: hubspot-oauth supports only "
+             f"{SUPPORTED_DATABASES}", EXIT_USAGE)
+    if importlib.util.find_spec("psycopg") is None:
+        fail(f"{shown} needs psycopg 3, which is not installed: "
+             "pip install 'hubspot-oauth[postgres]'", EXIT_USAGE)
+
+
+def shown_url(url: str) -> str:
+    import sqlalchemy as sa
+
+    return sa.make_url(url).render_as_string(hide_password=True)
 
 
 def humanize_seconds(seconds: float) -> str:

@@ -9,12 +9,15 @@ import click
 import sqlalchemy as sa
 
 from ..client.config import ClientConfig
-from .common import console, emit_json, json_option
+from .common import check_database_url, console, emit_json, json_option
 
 
-@click.group()
+@click.group(epilog="\b\nExamples:\n  hubspot-oauth db upgrade\n"
+             "  hubspot-oauth db upgrade --for all --database-url "
+             "postgresql+psycopg://app@db/hubspot")
 def db() -> None:
-    """Database schema commands."""
+    """Database schema commands: `db upgrade` applies the migrations of the token store
+    and/or the local HubSpot."""
 
 
 @db.command(epilog="\b\nExamples:\n"
@@ -31,6 +34,7 @@ def db() -> None:
 def upgrade(database_url: str | None, target: str, as_json: bool, **_: Any) -> None:
     """Bring a database's schema to this version's (run after upgrading hubspot-oauth)."""
     url = ClientConfig.from_env(database_url=database_url).default_database_url()
+    check_database_url(url)
     shown = sa.make_url(url).render_as_string(hide_password=True)
     done: dict[str, str] = {}
     if target in ("store", "all"):

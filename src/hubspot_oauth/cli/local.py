@@ -24,12 +24,20 @@ from typing import Any
 import click
 
 from ..client.config import ClientConfig, data_dir
-from .common import EXIT_USAGE, emit_json, fail, json_option
+from .common import (
+    EXIT_USAGE,
+    LOCAL_TOKENS_DB,
+    check_database_url,
+    emit_json,
+    fail,
+    json_option,
+    store_url,
+)
 
 DEFAULT_QUICKSTART_PORT = 3000
 DEFAULT_HUBSPOT_PORT = 8765
-LOCAL_TOKENS_DB = "local-hubspot-tokens.db"
 LOCAL_HUBSPOT_DB = "local-hubspot.db"
+MIN_ADMIN_TOKEN = 8  # ServerSettings refuses shorter admin tokens
 ROTATION_MODES = ("off", "rotate", "strict")
 
 
@@ -134,17 +142,42 @@ def _sign_in_rows(seed: Any) -> tuple[tuple[str, str, str], ...]:
     return tuple(rows)
 
 
-def _hubspot_banner(base_url: str, seed: Any, database_url: str) -> list[str]:
+@dataclass(frozen=True)
+class _AppShown:
+    """The app a banner names: the seed's, or the one the quickstart registered for its
+    port (whose secret is never printed: it lives in `secret_file`)."""
+
+    name: str
+    client_id: str
+    redirect_urls: tuple[str, ...]
+    scopes: tuple[str, ...]
+    optional_scopes: tuple[str, ...]
+    client_secret: str | None = None
+    secret_file: Path | None = None
+
+
+def _seed_app_shown(seed: Any) -> _AppShown:
+    app = seed.apps[0]
+    return _AppShown(app.name, app.client_id, tuple(app.redirect_urls), tuple(app.scopes),
+                     tuple(app.optional_scopes), client_secret=app.client_secret)
+
+
+def _hubspot_banner(base_url: str, seed: Any, database_url: str,
+                    app: _AppShown | None = None) -> list[str]:
     lines = [f"Local HubSpot   {base_url}   (database {database_url})"]
+    if app is None and seed.is_default:
+        app = _seed_app_shown(seed)
+    if app is not None:
+        lines.append(f"  app           {app.name}: client_id {app.client_id}")
+        if app.secret_file is not None:
+            lines.append(f"                client secret in {app.secret_file}")
+        elif seed.is_default:
+            lines.append(f"                client secret {app.client_secret} (the example "
+                         "values of HubSpot's OAuth guide)")
+        lines.append(f"                redirect URLs {', '.join(app.redirect_urls)}")
     if seed.is_default:
-        app = seed.apps[0]
-        lines += [
-            f"  app           {app.name}: client_id {app.client_id}",
-            f"                client secret {app.client_secret} (the example values of "
-            "HubSpot's OAuth guide)",
-            f"                redirect URLs {', '.join(app.redirect_urls)}",
-            "  portals       " + ", ".join(f"{p.hub_id} ({p.hub_domain})" for p in seed.portals),
-        ]
+        lines.append("  portals       "
+                     + ", ".join(f"{p.hub_id} ({p.hub_domain})" for p in seed.portals))
     for email, password, what in _sign_in_rows(seed):
         lines.append(f"  sign in as    {email} / {password}  - {what}")
     lines.append(f"  control API   {base_url}/_emulator/clock, /_emulator/stats, …")
@@ -164,6 +197,16 @@ def _require_server_extra() -> None:
 
 def _sqlite_in_data_dir(name: str) -> str:
     return f"sqlite:///{data_dir() / name}"
+
+
+def _local_tokens_db(port: int, uses_seed_app: bool) -> str:
+    """The quickstart's token file on the local HubSpot, one per app: the seed's app (port
+    3000) keeps local-hubspot-tokens.db, shared with `login` against a local HubSpot; the
+    app registered for another port gets its own file, so installing there never
+    overwrites a connection of the seed's app (same portal, same key)."""
+    if uses_seed_app:
+        return LOCAL_TOKENS_DB
+    return f"local-hubspot-tokens-port-{port}.db"
 
 
 @click.command(epilog="\b\nExamples:\n  hubspot-oauth server\n"
@@ -189,7 +232,8 @@ def _sqlite_in_data_dir(name: str) -> str:
               help="Seconds an authorization code stays valid.")
 @click.option("--admin-token", default=None, envvar="HUBSPOT_OAUTH_ADMIN_TOKEN",
               help="Require 'Authorization: Bearer TOKEN' on the control API (and serve it "
-              "on any interface). Env: HUBSPOT_OAUTH_ADMIN_TOKEN.")
+              f"on any interface); at least {MIN_ADMIN_TOKEN} characters. "
+              "Env: HUBSPOT_OAUTH_ADMIN_TOKEN.")
 @json_option
 def server(host: str, port: int, database_url: str | None, seed_file: str | None,
            auto_approve: str | None, refresh_token_rotation: str, access_token_ttl: int,
@@ -199,6 +243,11 @@ def server(host: str, port: int, database_url: str | None, seed_file: str | None
     _require_server_extra()
     from ..server import ServerSettings, create_app
 
+    if database_url:
+        check_database_url(database_url)
+    if admin_token is not None and len(admin_token) < MIN_ADMIN_TOKEN:
+        fail(f"--admin-token (HUBSPOT_OAUTH_ADMIN_TOKEN) must be at least {MIN_ADMIN_TOKEN} "
+             f"characters; got {len(admin_token)}", EXIT_USAGE)
     display_host = "localhost" if host in ("127.0.0.1", "::1", "localhost") else host
     settings = ServerSettings(
         database_url=database_url or _sqlite_in_data_dir(LOCAL_HUBSPOT_DB),
@@ -232,18 +281,26 @@ def _display_url(url: str) -> str:
 
 # -- the quickstart ------------------------------------------------------------------------
 
-def _local_app_credentials(hubspot: Any, redirect_uri: str, port: int) -> tuple[str, str]:
-    """The seed's app when the redirect URI is its registered one, else an app registered
-    once for this port (credentials kept in the data directory, mode 0600)."""
+def _local_app_credentials(hubspot: Any, redirect_uri: str,
+                           port: int) -> tuple[str, str, _AppShown]:
+    """(client_id, client_secret, what to print): the seed's app when the redirect URI is
+    its registered one, else an app registered once for this port (credentials kept in
+    the data directory, mode 0600)."""
     seed_app = hubspot.seed.apps[0]
     if redirect_uri in seed_app.redirect_urls:
-        return seed_app.client_id, seed_app.client_secret
+        return seed_app.client_id, seed_app.client_secret, _seed_app_shown(hubspot.seed)
     path = data_dir() / f"quickstart-app-port-{port}.json"
+
+    def shown(record: Any) -> _AppShown:
+        return _AppShown(record.name, record.client_id, tuple(record.redirect_urls),
+                         tuple(record.scopes), tuple(record.optional_scopes),
+                         secret_file=path)
+
     with contextlib.suppress(OSError, ValueError, KeyError):
         saved = json.loads(path.read_text())
         record = hubspot.app(saved["client_id"])
         if record is not None and record.secret_matches(saved["client_secret"]):
-            return saved["client_id"], saved["client_secret"]
+            return saved["client_id"], saved["client_secret"], shown(record)
     _app_id, client_id, client_secret = hubspot.create_app_registration(
         name=f"{seed_app.name} (port {port})", redirect_urls=[redirect_uri],
         scopes=list(seed_app.scopes), optional_scopes=list(seed_app.optional_scopes),
@@ -252,7 +309,7 @@ def _local_app_credentials(hubspot: Any, redirect_uri: str, port: int) -> tuple[
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         json.dump({"client_id": client_id, "client_secret": client_secret}, handle)
-    return client_id, client_secret
+    return client_id, client_secret, shown(hubspot.app(client_id))
 
 
 @contextlib.contextmanager
@@ -306,7 +363,12 @@ def quickstart(port: int | None, hubspot_port: int, as_json: bool) -> None:
     """
     env_config = ClientConfig.from_env()
     if bool(env_config.client_id) != bool(env_config.client_secret):
-        env_config.require_credentials()  # names the missing one; exit 2
+        # The quickstart has no credential flags: name the environment only.
+        missing = "HUBSPOT_CLIENT_SECRET" if env_config.client_id else "HUBSPOT_CLIENT_ID"
+        fail(f"missing {missing} in the environment: the quickstart reads the app's "
+             "credentials from HUBSPOT_CLIENT_ID and HUBSPOT_CLIENT_SECRET (or CLIENT_ID and "
+             "CLIENT_SECRET); set both for real HubSpot, or neither for the local HubSpot",
+             EXIT_USAGE)
     explicit_redirect = bool(os.environ.get("HUBSPOT_REDIRECT_URI", "").strip())
     if explicit_redirect:
         redirect_port = _redirect_port(env_config.redirect_uri)
@@ -333,9 +395,29 @@ def _redirect_port(redirect_uri: str) -> int:
     return parts.port or 80
 
 
-def _port_hint(redirect_uri: str) -> str:
+def command_name() -> str:
+    """How the user can run this program again: ``hubspot-oauth`` when that is on PATH,
+    else the path it was started by (``.venv/bin/hubspot-oauth`` under ``make run``)."""
+    import shutil
+    import sys
+
+    argv0 = sys.argv[0] if sys.argv else ""
+    if os.path.basename(argv0) == "hubspot-oauth" and os.sep in argv0:
+        found = shutil.which("hubspot-oauth")
+        if not found or os.path.realpath(found) != os.path.realpath(argv0):
+            return argv0
+    return "hubspot-oauth"
+
+
+def _port_hint(redirect_uri: str, *, local: bool) -> str:
+    # `make run` cannot pass --port: name the command that can.
+    again = f"{command_name()} quickstart --port 8080"
+    if local:
+        return (f"; the quickstart serves {redirect_uri}: stop the other program (another "
+                f"quickstart or `make run`?), or run this one on another port: {again}")
     return (f"; the quickstart must serve {redirect_uri}, the redirect URL registered on the "
-            "app (stop the other program, or use --port and register that URL)")
+            f"app: stop the other program, or run {again} with "
+            "http://localhost:8080/oauth-callback registered on the app")
 
 
 def _run_with_hubspot(config: ClientConfig, port: int, redirect_uri: str,
@@ -344,9 +426,12 @@ def _run_with_hubspot(config: ClientConfig, port: int, redirect_uri: str,
     from ..quickstart import QuickstartOptions, create_app
 
     config = ClientConfig.from_env(redirect_uri=redirect_uri)
+    # Same default file as `login`: local-hubspot-tokens.db for a HUBSPOT_BASE_URL.
+    config = ClientConfig.from_env(redirect_uri=redirect_uri,
+                                   database_url=store_url(config, create_dir=True))
     endpoints = config.endpoints()
     _check_reachable(endpoints.api_url)
-    sock = bind_port("127.0.0.1", port, "quickstart", _port_hint(redirect_uri))
+    sock = bind_port("127.0.0.1", port, "quickstart", _port_hint(redirect_uri, local=False))
     name = f"the HubSpot at {config.base_url}" if config.base_url else "HubSpot"
     app = create_app(config, options=QuickstartOptions(hubspot_name=name, access_log=True))
     url = f"http://localhost:{port}"
@@ -373,7 +458,7 @@ def _run_with_local_hubspot(env_config: ClientConfig, port: int, hubspot_port: i
 
     hubspot_url = f"http://localhost:{hubspot_port}"
     # Bind both ports before starting anything: a taken port is one line, nothing half-up.
-    qs_sock = bind_port("127.0.0.1", port, "quickstart", _port_hint(redirect_uri))
+    qs_sock = bind_port("127.0.0.1", port, "quickstart", _port_hint(redirect_uri, local=True))
     try:
         hs_sock = bind_port("127.0.0.1", hubspot_port, "local HubSpot",
                             "; the quickstart runs the local HubSpot there")
@@ -387,14 +472,18 @@ def _run_with_local_hubspot(env_config: ClientConfig, port: int, hubspot_port: i
         )
         hubspot_app = create_hubspot_app(settings)
         hubspot = hubspot_app.state.hubspot
-        client_id, client_secret = _local_app_credentials(hubspot, redirect_uri, port)
+        client_id, client_secret, app_shown = _local_app_credentials(
+            hubspot, redirect_uri, port)
         seed_app = hubspot.seed.apps[0]
+        tokens_db = _local_tokens_db(port, client_id == seed_app.client_id)
+        # Unless HUBSPOT_OPTIONAL_SCOPES says otherwise, ask for the app's own optional
+        # scopes: the local HubSpot's app configures them (the banner says so).
         config = ClientConfig.from_env(
             client_id=client_id, client_secret=client_secret, base_url=hubspot_url,
             redirect_uri=redirect_uri,
             optional_scopes=None if env_config.optional_scopes else list(
-                seed_app.optional_scopes),
-            database_url=_sqlite_in_data_dir(LOCAL_TOKENS_DB),
+                app_shown.optional_scopes),
+            database_url=_sqlite_in_data_dir(tokens_db),
         )
         sign_in = _sign_in_rows(hubspot.seed)
         with _quiet_key_file_notice():  # the local HubSpot's tokens are not precious
@@ -408,15 +497,20 @@ def _run_with_local_hubspot(env_config: ClientConfig, port: int, hubspot_port: i
     url = f"http://localhost:{port}"
     if as_json:
         emit_json({"quickstart_url": url, "hubspot_url": hubspot_url,
-                   "redirect_uri": redirect_uri,
+                   "redirect_uri": redirect_uri, "client_id": client_id,
+                   "app": app_shown.name, "tokens": str(Path(data_dir()) / tokens_db),
                    "sign_in": [{"email": e, "password": p} for e, p, _ in sign_in],
                    "data_dir": str(data_dir())})
     else:
         click.echo(f"Quickstart      {url}   <- open this in your browser")
         for line in _hubspot_banner(hubspot_url, hubspot.seed,
-                                    _display_url(settings.resolved_database_url)):
+                                    _display_url(settings.resolved_database_url), app_shown):
             click.echo(line)
-        click.echo(f"Tokens are kept in {Path(data_dir()) / LOCAL_TOKENS_DB}.")
+        optional = " ".join(config.optional_scopes) or "none"
+        source = "HUBSPOT_OPTIONAL_SCOPES" if env_config.optional_scopes else "the app's"
+        click.echo(f"  scopes        {' '.join(config.scopes)}; optional {optional} "
+                   f"({source})")
+        click.echo(f"Tokens are kept in {Path(data_dir()) / tokens_db}.")
         click.echo("No HubSpot credentials set, so the local HubSpot stands in for HubSpot "
                    "(set HUBSPOT_CLIENT_ID and HUBSPOT_CLIENT_SECRET to use real HubSpot).")
         click.echo(f"Open {url}, click \"Install the app\" and sign in as "

@@ -33,6 +33,7 @@ from .common import (
     emit_json,
     fail,
     json_option,
+    store_url,
 )
 
 LOOPBACK_HOSTS = {"localhost": "127.0.0.1", "127.0.0.1": "127.0.0.1", "::1": "::1"}
@@ -150,9 +151,12 @@ def login(no_browser: bool, timeout: int, account_id: int | None, key: str | Non
 
     Listens on the registered redirect URI (default http://localhost:3000/oauth-callback),
     never on another port. Needs the app's HUBSPOT_CLIENT_ID and HUBSPOT_CLIENT_SECRET.
+    Saves into tokens.db in the data directory, or local-hubspot-tokens.db (where the
+    quickstart keeps its local connections) when HUBSPOT_BASE_URL names a local HubSpot.
     """
     config = build_config(**flags)
     config.require_credentials()
+    database_url = store_url(config, create_dir=True)  # checked before anything listens
     client = OAuthClient.from_config(config)
     states = StateStore("memory://")
     store: TokenStore | None = None  # opened once the port is ours
@@ -191,7 +195,7 @@ def login(no_browser: bool, timeout: int, account_id: int | None, key: str | Non
 
     server = open_listener(config.redirect_uri, handle)
     try:
-        store = TokenStore(config.default_database_url(), client=client,
+        store = TokenStore(database_url, client=client,
                            encryption_keys=list(config.encryption_keys) or None)
         nonce = states.issue({"purpose": "hubspot-oauth login"}, ttl=timeout + 60)
         url = client.authorization_url(state=nonce, account_id=account_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import click
@@ -10,7 +11,7 @@ from rich.markup import escape
 from ..client.config import ClientConfig
 from ..client.oauth import OAuthClient
 from ..client.store import Connection, TokenStore
-from ..errors import HubSpotOAuthError, ReauthorizationRequiredError
+from ..errors import ConnectionNotFoundError, HubSpotOAuthError, ReauthorizationRequiredError
 from ..tokens import mask
 from .common import (
     EXIT_FAILED,
@@ -25,15 +26,49 @@ from .common import (
     humanize_seconds,
     json_option,
     seconds_until,
+    shown_url,
+    store_url,
 )
 
 
-def _open_store(config: ClientConfig, *, need_client: bool) -> TokenStore:
-    client = None
-    if need_client or config.has_credentials:
-        config.require_credentials()
-        client = OAuthClient.from_config(config)
-    return TokenStore(config.default_database_url(), client=client,
+def _open_store(config: ClientConfig, *, need_client: bool) -> TokenStore | None:
+    """The existing token store, or None when it holds no connection.
+
+    These commands only read or update what is stored, so they create nothing: no
+    directory, no database, no schema, no key file. A missing store is one line (exit 1).
+    """
+    if need_client:
+        config.require_credentials()  # a usage error comes first (exit 2)
+    url = store_url(config)
+    shown = shown_url(url)
+    import sqlalchemy as sa
+
+    from ..client.migrations.tables import connections
+    from ..client.store import create_store_engine
+
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        if database in ("", ":memory:"):
+            fail(f"no token store at {shown} (an in-memory database holds nothing here)")
+        if not database.startswith("file:") and not Path(database).expanduser().is_file():
+            fail(f"no token store at {Path(database).expanduser()}; connect a HubSpot "
+                 "account first (hubspot-oauth login), or pass --database-url")
+    engine = create_store_engine(url)
+    try:
+        with engine.connect() as conn:
+            if not sa.inspect(conn).has_table(connections.name):
+                fail(f"no token store at {shown} (the database has no hubspot-oauth tables; "
+                     "hubspot-oauth login or db upgrade creates them)")
+            empty = conn.execute(sa.select(connections.c.key).limit(1)).first() is None
+    except BaseException:
+        engine.dispose()
+        raise
+    if empty:  # nothing to read, so no key needed: never generate a key file here
+        engine.dispose()
+        return None
+    client = OAuthClient.from_config(config) if need_client or config.has_credentials else None
+    return TokenStore(engine=engine, client=client, create_schema=False,
                       encryption_keys=list(config.encryption_keys) or None)
 
 
@@ -61,12 +96,18 @@ def _status_text(connection: Connection) -> str:
     return "[green]active[/]"
 
 
-@click.group()
+@click.group(epilog="\b\nExamples:\n  hubspot-oauth tokens list\n"
+             "  hubspot-oauth tokens show 1234567\n"
+             "  hubspot-oauth tokens refresh --all\n"
+             "  hubspot-oauth tokens list --database-url sqlite:///$HOME/.local/share/"
+             "hubspot-oauth/local-hubspot-tokens.db")
 def tokens() -> None:
     """List, show, refresh, revoke and introspect the stored HubSpot connections.
 
     The token store is HUBSPOT_OAUTH_DATABASE_URL (or --database-url), by default the
-    SQLite file tokens.db in the data directory.
+    SQLite file tokens.db in the data directory (local-hubspot-tokens.db when
+    HUBSPOT_BASE_URL names a local HubSpot). These commands never create a store: a
+    missing one is an error.
     """
 
 
@@ -79,14 +120,14 @@ def list_(as_json: bool, **flags: Any) -> None:
     status."""
     config = build_config(**flags)
     store = _open_store(config, need_client=False)
-    connections = store.connections()
+    connections = store.connections() if store is not None else []
     if as_json:
         emit_json([_connection_data(c) for c in connections])
         return
     out = console()
     if not connections:
-        out.print(f"No connections in {escape(store.database_url)}. Connect one with: "
-                  "hubspot-oauth login")
+        out.print(f"No connections in {escape(shown_url(store_url(config)))}. Connect one "
+                  "with: hubspot-oauth login")
         return
     from rich.table import Table
 
@@ -115,6 +156,8 @@ def show(key: str, reveal: bool, as_json: bool, **flags: Any) -> None:
     """One connection, secrets masked (--reveal prints only the access token)."""
     config = build_config(**flags)
     store = _open_store(config, need_client=False)
+    if store is None:
+        raise ConnectionNotFoundError(key)
     if reveal:
         if store.client is not None:
             access = store.access_token(key)
@@ -171,6 +214,14 @@ def refresh(key: str | None, all_: bool, as_json: bool, **flags: Any) -> None:
         fail("give either a connection KEY or --all", EXIT_USAGE)
     config = build_config(**flags)
     store = _open_store(config, need_client=True)
+    if store is None:
+        if key:
+            raise ConnectionNotFoundError(key)
+        if as_json:
+            emit_json({"refreshed": 0, "failed": 0, "results": []})
+        else:
+            console().print("No connections to refresh.")
+        return
     if key:
         token = store.refresh(key)
         data = {"key": key, "refreshed": True, "expires_at": token.expires_at,
@@ -228,6 +279,8 @@ def revoke(key: str, as_json: bool, **flags: Any) -> None:
     """Revoke the connection's refresh token at HubSpot, then delete it from the store."""
     config = build_config(**flags)
     store = _open_store(config, need_client=True)
+    if store is None:
+        raise ConnectionNotFoundError(key)
     token = store.get(key)
     already_invalid = False
     if token.refresh_token:
@@ -258,6 +311,8 @@ def introspect(key: str, use_refresh: bool, as_json: bool, **flags: Any) -> None
     expiry)."""
     config = build_config(**flags)
     store = _open_store(config, need_client=True)
+    if store is None:
+        raise ConnectionNotFoundError(key)
     token = store.get(key)
     value = token.refresh_token if use_refresh else token.access_token
     if not value:

@@ -176,6 +176,12 @@ def create_store_engine(
         ) from None
     options: dict[str, Any] = {}
     backend = url.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise ConfigurationError(
+            f"unsupported database {url.render_as_string(hide_password=True)}: hubspot-oauth "
+            "supports only sqlite:///path/tokens.db or "
+            "postgresql+psycopg://user:password@host/dbname"
+        )
     if backend == "sqlite":
         in_memory = url.database in (None, "", ":memory:")
         options["connect_args"] = {"timeout": 30.0, "check_same_thread": False}
@@ -200,7 +206,8 @@ def create_store_engine(
     try:
         engine = sa.create_engine(url, **options)
     except (ImportError, sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
-        hint = " (install hubspot-oauth[postgres])" if backend == "postgresql" else ""
+        hint = (" (psycopg 3 is needed: pip install 'hubspot-oauth[postgres]')"
+                if backend == "postgresql" else "")
         raise ConfigurationError(
             f"cannot use database {url.render_as_string(hide_password=True)}: "
             f"{type(exc).__name__}{hint}"
