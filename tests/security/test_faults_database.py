@@ -12,6 +12,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+import sqlalchemy as sa
 from sqlalchemy import event
 
 from hubspot_oauth.server import ServerSettings, create_app
@@ -138,3 +139,31 @@ def test_full_database_gives_503_and_loses_nothing(
     with hubspot.http_client() as client:
         response = client.post("/oauth/v3/token", **_exchange(hubspot, failed_code))
         assert response.status_code == 200, response.text
+
+
+@pytest.mark.postgres
+def test_read_only_postgresql_gives_503_and_loses_nothing(
+    postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    import psycopg
+
+    with local_hubspot(database_url=postgres_url) as hubspot:
+        code = hubspot.authorize()
+        url = sa.make_url(postgres_url)
+        dsn = f"host={url.host} port={url.port} user={url.username} dbname=postgres"
+        with psycopg.connect(dsn, autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{url.database}" SET default_transaction_read_only = on')
+        hubspot.server.engine.dispose()  # new sessions pick the setting up
+        try:
+            with hubspot.http_client() as client:
+                _assert_unavailable(client.post("/oauth/v3/token", **_exchange(hubspot, code)))
+                assert client.get("/openapi.json").status_code == 200
+        finally:
+            with psycopg.connect(dsn, autocommit=True) as admin:
+                admin.execute(f'ALTER DATABASE "{url.database}" '
+                              "SET default_transaction_read_only = off")
+            hubspot.server.engine.dispose()
+        _no_tracebacks(caplog)
+        with hubspot.http_client() as client:
+            assert client.post("/oauth/v3/token", **_exchange(hubspot, code)).status_code == 200
