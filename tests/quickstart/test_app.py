@@ -272,3 +272,45 @@ def test_unreadable_store_is_a_clear_page(setup: Setup) -> None:
         page = qs.get("/")
     assert page.status_code == 500
     assert "cannot be read" in page.text and "key" in page.text
+
+
+def _second_app(setup: Setup) -> ClientConfig:
+    """Another app on the same local HubSpot and the same token file: what a quickstart on
+    another port used to share with the one on 3000."""
+    _app_id, client_id, client_secret = setup.hubspot.create_app_registration(
+        name="Another app", redirect_urls=["http://localhost:3000/oauth-callback"],
+        scopes=["crm.objects.contacts.read"])
+    return ClientConfig(**{**setup.config.__dict__, "client_id": client_id,
+                           "client_secret": client_secret, "optional_scopes": ()})
+
+
+def test_connection_of_another_app_says_so_and_offers_disconnect(setup: Setup) -> None:
+    from hubspot_oauth.quickstart import create_app
+
+    with TestClient(setup.make_app(), follow_redirects=False) as first:
+        install(first)
+    setup.advance(1800)  # the next read needs a refresh, with the other app's credentials
+    with TestClient(create_app(_second_app(setup)), follow_redirects=False) as qs:
+        home = qs.get("/accounts/1234567")
+        assert "issued to another app" in home.text
+        refused = qs.post("/refresh", data={"key": "1234567", "csrf_token": _csrf(qs)})
+        assert refused.status_code == 409
+        assert "This connection belongs to another app" in refused.text
+        assert "installed again" not in refused.text  # not the uninstall wording
+        # The way out the page names is on the page: a Disconnect form for this key.
+        form = re.search(r'<form method="post" action="/disconnect">(.*?)</form>',
+                         refused.text, re.S)
+        assert form and 'name="key" value="1234567"' in form.group(1)
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', form.group(1)).group(1)
+        done = qs.post("/disconnect", data={"key": "1234567", "csrf_token": csrf})
+        assert done.status_code == 303 and done.headers["location"] == "/?done=disconnected"
+    assert _connections(setup) == []
+
+
+def test_uninstalled_connection_error_page_offers_disconnect(qs: TestClient, setup) -> None:
+    install(qs)
+    setup.hubspot.uninstall(app_id=_app_id(setup), hub_id=1234567)
+    refused = qs.post("/refresh", data={"key": "1234567", "csrf_token": _csrf(qs)})
+    assert refused.status_code == 409 and "must be installed again" in refused.text
+    assert 'action="/disconnect"' in refused.text
+    assert 'name="key" value="1234567"' in refused.text

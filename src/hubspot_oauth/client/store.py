@@ -767,9 +767,10 @@ class TokenStore:
         except ValueError:
             reason = {}
         code = reason.get("code")
+        said = ": ".join(str(p) for p in (code, reason.get("message")) if p)
         error = ReauthorizationRequiredError(
             f"connection {row.key!r} needs re-authorization"
-            + (f" (HubSpot said {code})" if code else "")
+            + (f" (HubSpot said {said})" if said else "")
             + ": send the user through the install flow again",
             status_code=int(reason.get("status_code") or 400),
             status=code,

@@ -18,7 +18,6 @@ path of the configured redirect URI), ``POST /refresh``, ``POST /disconnect``.
 
 from __future__ import annotations
 
-import contextlib
 import hmac
 import logging
 import secrets
@@ -43,6 +42,7 @@ from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hubspot_oauth import (
+    BadRequestError,
     ClientConfig,
     Connection,
     HubSpotAPIError,
@@ -172,11 +172,15 @@ def create_app(
         status_code: int = 400,
         detail: str | None = None,
         next_step: str = "Start the install again from the home page.",
+        disconnect_key: str | None = None,
     ) -> Response:
+        # `disconnect_key`: the page offers the Disconnect button for that connection, so
+        # a "disconnect it" next step can be done right there.
         return page(
             request,
             "error.html",
-            {"title": title, "message": message, "detail": detail, "next_step": next_step},
+            {"title": title, "message": message, "detail": detail, "next_step": next_step,
+             "disconnect_key": disconnect_key},
             status_code=status_code,
         )
 
@@ -315,7 +319,7 @@ def create_app(
         try:
             await run_in_threadpool(deps.store.refresh, key)
         except HubSpotOAuthError as exc:
-            return _action_error(request, "refresh", exc)
+            return _action_error(request, "refresh", exc, key)
         return RedirectResponse(f"/accounts/{quote(key, safe='')}?done=refreshed", 303)
 
     async def disconnect(request: Request) -> Response:
@@ -323,15 +327,37 @@ def create_app(
         try:
             token = await run_in_threadpool(deps.store.get, key)
             if token.refresh_token:
-                # Already dead at HubSpot: deleting our copy is all that is left.
-                with contextlib.suppress(ReauthorizationRequiredError):
+                # Already dead at HubSpot, or another app's token that only that app may
+                # revoke: deleting our copy is all that is left to do here.
+                try:
                     await run_in_threadpool(deps.client.revoke, token.refresh_token)
+                except ReauthorizationRequiredError:
+                    pass
+                except BadRequestError as exc:
+                    if not _issued_to_another_app(exc):
+                        raise
             await run_in_threadpool(deps.store.delete, key)
         except HubSpotOAuthError as exc:
-            return _action_error(request, "disconnect", exc)
+            return _action_error(request, "disconnect", exc, key)
         return RedirectResponse("/?done=disconnected", status_code=303)
 
-    def _action_error(request: Request, action: str, exc: HubSpotOAuthError) -> Response:
+    def _action_error(
+        request: Request, action: str, exc: HubSpotOAuthError, key: str
+    ) -> Response:
+        if isinstance(exc, ReauthorizationRequiredError) and _issued_to_another_app(exc):
+            return error_page(
+                request,
+                "This connection belongs to another app",
+                "HubSpot says its refresh token was issued to another app (client ID) than "
+                "the one this quickstart runs as: for example a quickstart on another port, "
+                "or an app registered again. This quickstart cannot refresh or revoke it. "
+                "Nothing was changed.",
+                status_code=409,
+                detail=str(exc),
+                next_step="Disconnect it here (this deletes only this quickstart's copy), "
+                "then install the app again.",
+                disconnect_key=key,
+            )
         if isinstance(exc, ReauthorizationRequiredError):
             return error_page(
                 request,
@@ -341,6 +367,7 @@ def create_app(
                 status_code=409,
                 detail=str(exc),
                 next_step="Disconnect it, then install the app again.",
+                disconnect_key=key,
             )
         return error_page(
             request,
@@ -348,7 +375,8 @@ def create_app(
             "Nothing was changed.",
             status_code=502,
             detail=str(exc),
-            next_step="Try again in a moment.",
+            next_step="Try again in a moment, or disconnect it.",
+            disconnect_key=key if action == "refresh" else None,
         )
 
     async def _checked_form_key(request: Request) -> str:
@@ -517,7 +545,20 @@ def _read_contacts(deps: _Deps, key: str) -> dict[str, Any]:
     return {"rows": rows}
 
 
+def _issued_to_another_app(exc: HubSpotOAuthError) -> bool:
+    """HubSpot's answer for a token of another client: refresh says "refresh token was not
+    issued to this client" (BAD_REFRESH_TOKEN), revoke `unauthorized_client` (RFC 7009
+    §2.1: a client may only revoke its own tokens)."""
+    message = str(exc).lower()
+    return ("not issued to this client" in message or "another client" in message
+            or getattr(exc, "error", None) == "unauthorized_client")
+
+
 def _contacts_error(exc: HubSpotOAuthError) -> str:
+    if isinstance(exc, ReauthorizationRequiredError) and _issued_to_another_app(exc):
+        return ("This connection's tokens were issued to another app (client ID) than the "
+                "one this quickstart runs as, so it cannot use them: disconnect it, then "
+                "install the app again.")
     if isinstance(exc, ReauthorizationRequiredError):
         return "HubSpot no longer accepts this connection's refresh token: install again."
     if isinstance(exc, MissingScopesError):
