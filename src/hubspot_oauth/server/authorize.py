@@ -64,6 +64,8 @@ LOGIN_PATH = "/oauth/authorize/login"
 ACCOUNT_PATH = "/oauth/authorize/account"
 DECISION_PATH = "/oauth/authorize/decision"
 LOGOUT_PATH = "/oauth/authorize/logout"
+# Install errors caused by who is signed in: their page offers "Use a different user".
+SWITCH_USER_ERRORS = frozenset({"no_permission", "account_not_found"})
 CONTINUE_PATH = "/oauth/authorize/continue"
 
 # One message whether the e-mail is unknown or the password wrong (no user enumeration).
@@ -345,7 +347,18 @@ async def _next_step(
         )
         return _save_session(request, response, session)
     portal = await run_in_threadpool(_hubspot(request).portal_access, user.email, hub_id)
-    grant = check_install(scope_request, portal)
+    try:
+        grant = check_install(scope_request, portal)
+    except InstallError as error:
+        if error.kind not in SWITCH_USER_ERRORS:
+            raise
+        # The user is the problem, not the app: offer "Use a different user" (sign out,
+        # then this same authorization from the login page), as HubSpot's page does.
+        response = _page(
+            "error.html", status_code=error.status_code, error=error,
+            authorization=_seal(request, areq), **common,
+        )
+        return _save_session(request, response, session)
     assert portal is not None  # check_install refuses a missing portal
     optional = set(scope_request.optional)
     scopes = [
@@ -514,7 +527,11 @@ async def decide(request: Request) -> Response:
         portal = await run_in_threadpool(_hubspot(request).portal_access, user.email, hub_id)
         if decision == "cancel":
             # "If the user doesn't grant access, no request will be sent" [DOC-QS-GUIDE].
-            return _page("cancelled.html", app=scope_request.app, portal=portal)
+            # The way back is the registered redirect URI's origin (checked above, so no
+            # open redirect), without its path and query: nothing reaches the callback.
+            redirect = urlsplit(areq.redirect_uri or "")
+            return _page("cancelled.html", app=scope_request.app, portal=portal,
+                         back_url=f"{redirect.scheme}://{redirect.netloc}/")
         check_install(scope_request, portal)
         code = await run_in_threadpool(_issue_code, request, areq, user.email, hub_id)
     except InstallError as error:
