@@ -26,9 +26,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .hubspot import TokenGrant, expired_ago, utc_iso
+from .hubspot import FastPathMiss, TokenGrant, expired_ago, utc_iso
 from .models import contacts, portals
 from .ratelimit import count_call
+from .storage import FastTransaction, HotStatement
 from .token import run_with_faults
 from .wire import HubSpotHTTPError, bad_request, error_response, json_response, read_body
 
@@ -114,6 +115,15 @@ def _api(scopes: tuple[str, ...] | None, prepare: Callable[[Request], Any]):  # 
             await hubspot.call(hubspot.count, "api", "", "error")
             return error_response(request, exc)
         def call(fault_endpoint: str | None) -> tuple[int, Any, dict[str, str]]:
+            fast = getattr(handler, "fast", None)
+            if fast is not None:
+                try:
+                    if hubspot.settings.api_auth:
+                        return hubspot.api_call_fast(token, None, scopes, fast, fault_endpoint)
+                    return hubspot.api_call_fast(None, _open_grant(hubspot), scopes, fast,
+                                                 fault_endpoint)
+                except FastPathMiss:
+                    pass  # the general code below answers, with every rule
             failure: HubSpotHTTPError | None = None
             headers: dict[str, str] = {}
             result: tuple[int, Any] = (200, None)
@@ -184,10 +194,17 @@ def _properties_param(request: Request) -> tuple[str, ...]:
 def _contact_json(row: Any, names: tuple[str, ...]) -> dict[str, Any]:
     props = row.properties or {}
     out: dict[str, Any] = {n: props.get(n) for n in names}
-    out.update({"createdate": utc_iso(row.created_at),
-                "lastmodifieddate": utc_iso(row.updated_at), "hs_object_id": str(row.id)})
-    return {"id": str(row.id), "properties": out, "createdAt": utc_iso(row.created_at),
-            "updatedAt": utc_iso(row.updated_at), "archived": False}
+    created, updated, object_id = utc_iso(row.created_at), utc_iso(row.updated_at), str(row.id)
+    out.update({"createdate": created, "lastmodifieddate": updated, "hs_object_id": object_id})
+    return {"id": object_id, "properties": out, "createdAt": created, "updatedAt": updated,
+            "archived": False}
+
+
+# A portal's contacts after a cursor, in id order (built once; hot path of the benchmarks).
+_LIST_CONTACTS = HotStatement(
+    sa.select(contacts).where(contacts.c.hub_id == sa.bindparam("hub_id"),
+                              contacts.c.id > sa.bindparam("after"))
+    .order_by(contacts.c.id).limit(sa.bindparam("limit", type_=sa.Integer)))
 
 
 async def _list_contacts(request: Request) -> Handler:
@@ -200,10 +217,7 @@ async def _list_contacts(request: Request) -> Handler:
     names = _properties_param(request)
     base = str(request.url.replace(query=""))
 
-    def handler(conn: Connection, grant: TokenGrant, now: float) -> tuple[int, Any]:
-        rows = conn.execute(sa.select(contacts).where(
-            contacts.c.hub_id == grant.hub_id, contacts.c.id > after)
-            .order_by(contacts.c.id).limit(limit + 1)).all()
+    def page(rows: list) -> tuple[int, Any]:
         body: dict[str, Any] = {"results": [_contact_json(r, names) for r in rows[:limit]]}
         if len(rows) > limit:
             cursor = str(rows[limit - 1].id)
@@ -211,6 +225,15 @@ async def _list_contacts(request: Request) -> Handler:
                                        "link": f"{base}?after={cursor}&limit={limit}"}}
         return 200, body
 
+    def handler(conn: Connection, grant: TokenGrant, now: float) -> tuple[int, Any]:
+        return page(conn.execute(_LIST_CONTACTS.for_dialect(conn.dialect.name), {
+            "hub_id": grant.hub_id, "after": after, "limit": limit + 1}).all())
+
+    def fast(tx: FastTransaction, grant: TokenGrant, now: float) -> tuple[int, Any]:
+        return page(tx.all(_LIST_CONTACTS, {
+            "hub_id": grant.hub_id, "after": after, "limit": limit + 1}))
+
+    handler.fast = fast  # type: ignore[attr-defined]
     return handler
 
 

@@ -63,15 +63,29 @@ from .models import (
 from .ratelimit import RateWindow, count_call, hit
 from .seed import Seed, SeedError, default_seed, load_seed, sample_contacts
 from .settings import ServerSettings
-from .storage import check_schema, current_revision, make_engine, read, upgrade, write
-from .wire import OAuthError
+from .storage import (
+    FastTransaction,
+    HotStatement,
+    check_schema,
+    current_revision,
+    make_engine,
+    read,
+    upgrade,
+    write,
+)
+from .wire import HubSpotHTTPError, OAuthError
 
-__all__ = ["AppRecord", "FaultPending", "LocalHubSpot", "TokenGrant", "UserRecord",
-           "token_digest"]
+__all__ = ["AppRecord", "FaultPending", "FastPathMiss", "LocalHubSpot", "TokenGrant",
+           "UserRecord", "token_digest"]
 
 
 class FaultPending(Exception):  # noqa: N818 - a signal, not an error
     """A fault is queued for the endpoint: take it (`Faults.take`) before answering."""
+
+
+class FastPathMiss(Exception):  # noqa: N818 - a signal, not an error
+    """A hot path met anything but its common case: its transaction is rolled back (it
+    wrote nothing that stays) and the general code answers instead, with every rule."""
 
 
 # Hot-path statements, built once (SQLAlchemy then reuses their compiled form).
@@ -96,6 +110,25 @@ _SELECT_AT_GRANT = sa.select(
     access_tokens.c.app_id, access_tokens.c.hub_id, access_tokens.c.user_id,
     access_tokens.c.scopes, access_tokens.c.expires_at, access_tokens.c.revoked_at,
 ).where(access_tokens.c.token_digest == sa.bindparam("digest"))
+
+
+def _lookup_statement(table: sa.Table) -> sa.Select:
+    return (sa.select(table, users.c.email, portals.c.hub_domain, portals.c.hublet)
+            .join(users, users.c.user_id == table.c.user_id, isouter=True)
+            .join(portals, portals.c.hub_id == table.c.hub_id, isouter=True)
+            .where(table.c.token_digest == sa.bindparam("digest")))
+
+
+_LOOKUP = {"access_token": _lookup_statement(access_tokens),
+           "refresh_token": _lookup_statement(refresh_tokens)}
+# The same statements on the hot paths' driver cursor (`FastTransaction`).
+_HOT_STATE = HotStatement(_STATE)
+_HOT_STATE_AND_FAULTS = HotStatement(_STATE_AND_FAULTS)
+_HOT_SELECT_RT_SHARE = HotStatement(_SELECT_RT_SHARE)
+_HOT_INSERT_AT = HotStatement(sa.insert(access_tokens).values(
+    {c.name: sa.bindparam(c.name) for c in access_tokens.c if c.name != "id"}))
+_HOT_SELECT_AT_GRANT = HotStatement(_SELECT_AT_GRANT)
+_HOT_LOOKUP_AT = HotStatement(_LOOKUP["access_token"])
 
 INSTALL_ROLES = ("super_admin", "marketplace")
 
@@ -349,6 +382,25 @@ class LocalHubSpot:
         if row.generation != self._apps_generation:
             self._load_apps(conn, row.generation)
         return time.time() + row.clock_offset
+
+    def _fast_state(self, tx: FastTransaction, fault_endpoint: str | None) -> float:
+        """`_state` on a hot path: FastPathMiss when the apps changed (the general code
+        reloads them)."""
+        if fault_endpoint is None:
+            row = tx.first(_HOT_STATE)
+        else:
+            row = tx.first(_HOT_STATE_AND_FAULTS, {"endpoint": fault_endpoint})
+            if row.pending:
+                raise FaultPending(fault_endpoint)
+        if row.generation != self._apps_generation:
+            raise FastPathMiss
+        return time.time() + row.clock_offset
+
+    def _fast_client(self, client_id: str, client_secret: str) -> AppRecord:
+        app = self._apps_by_client.get(client_id)
+        if app is None or not app.secret_matches(client_secret):
+            raise FastPathMiss
+        return app
 
     def _hublet(self, hub_id: int) -> str:
         """The data centre of portal `hub_id`: the prefix of its codes and refresh tokens
@@ -696,6 +748,12 @@ class LocalHubSpot:
         uninstalled, rotated away, or issued to another client)."""
         rotation = self.settings.refresh_token_rotation
         digest = token_digest(refresh_token)
+        if rotation == "off":
+            try:
+                return self._refresh_fast(client_id, client_secret, digest, refresh_token,
+                                          fault_endpoint)
+            except FastPathMiss:
+                pass
 
         def body(conn: Connection, now: float) -> dict[str, Any]:
             app = self._client(client_id, client_secret)
@@ -736,6 +794,28 @@ class LocalHubSpot:
 
         return self._run("token", "refresh_token", body, fault_endpoint)
 
+    def _refresh_fast(self, client_id: str, client_secret: str, digest: str,
+                      refresh_token: str, fault_endpoint: str | None) -> dict[str, Any]:
+        """`refresh`'s common case without rotation: a live refresh token of this client.
+        The same statements in the same transaction (FOR SHARE on PostgreSQL, BEGIN
+        IMMEDIATE on SQLite), run by `FastTransaction`; anything else is `FastPathMiss`."""
+        with FastTransaction(self.engine) as tx:
+            now = self._fast_state(tx, fault_endpoint)
+            app = self._fast_client(client_id, client_secret)
+            row = tx.first(_HOT_SELECT_RT_SHARE, {"digest": digest})
+            if (row is None or row.app_id != app.app_id or row.revoked_at is not None
+                    or row.retired_at is not None):
+                raise FastPathMiss
+            scopes = list(row.scopes)
+            access = new_access_token()
+            tx.execute(_HOT_INSERT_AT, {
+                "token_digest": token_digest(access), "family_id": row.family_id,
+                "refresh_token_id": row.id, "app_id": row.app_id, "hub_id": row.hub_id,
+                "user_id": row.user_id, "scopes": scopes, "issued_at": now,
+                "expires_at": now + self.settings.access_token_ttl, "revoked_at": None})
+            count_call(tx, "token", "refresh_token", "ok")
+        return self._payload(access, refresh_token, row.hub_id, row.user_id, scopes)
+
     def _reused(self, conn: Connection, row: Any, now: float, rotation: str) -> dict:
         if rotation == "strict":
             self._revoke_family(conn, row.family_id, now, "reuse_detected")
@@ -749,12 +829,7 @@ class LocalHubSpot:
     # -- metadata, introspection, revocation ----------------------------------------------
 
     def _lookup(self, conn: Connection, token: str, kind: str) -> Any:
-        table = access_tokens if kind == "access_token" else refresh_tokens
-        return conn.execute(
-            sa.select(table, users.c.email, portals.c.hub_domain, portals.c.hublet)
-            .join(users, users.c.user_id == table.c.user_id, isouter=True)
-            .join(portals, portals.c.hub_id == table.c.hub_id, isouter=True)
-            .where(table.c.token_digest == token_digest(token))).first()
+        return conn.execute(_LOOKUP[kind], {"digest": token_digest(token)}).first()
 
     def access_token_info(self, token: str) -> dict[str, Any] | None:
         """v1 GET /oauth/v1/access-tokens/{token} (reference §6.1): the metadata of a
@@ -844,6 +919,11 @@ class LocalHubSpot:
         `OAuthError` for bad client credentials."""
         order = ("refresh_token", "access_token") if token_type_hint == "refresh_token" \
             else ("access_token", "refresh_token")
+        if order[0] == "access_token":
+            try:
+                return self._introspect_fast(client_id, client_secret, token, fault_endpoint)
+            except FastPathMiss:
+                pass
 
         def body(conn: Connection, now: float) -> dict[str, Any]:
             app = self._client(client_id, client_secret)
@@ -869,6 +949,22 @@ class LocalHubSpot:
             return {"active": False}
 
         return self._run("introspect", "", body, fault_endpoint)
+
+    def _introspect_fast(self, client_id: str, client_secret: str, token: str,
+                         fault_endpoint: str | None) -> dict[str, Any]:
+        """`introspect`'s common case: a live access token of this client (the same
+        statements, run by `FastTransaction`); anything else is `FastPathMiss`."""
+        with FastTransaction(self.engine) as tx:
+            now = self._fast_state(tx, fault_endpoint)
+            app = self._fast_client(client_id, client_secret)
+            row = tx.first(_HOT_LOOKUP_AT, {"digest": token_digest(token)})
+            if (row is None or row.app_id != app.app_id or row.revoked_at is not None
+                    or row.expires_at <= now):
+                raise FastPathMiss
+            count_call(tx, "introspect", "", "ok")
+        info = self._access_info(row, token, now)
+        info.pop("token_type")
+        return {"active": True, **info, "token_type": "Bearer", "token_use": "access_token"}
 
     def revoke(self, *, client_id: str, client_secret: str, token: str,
                token_type_hint: str | None = None, fault_endpoint: str | None = None) -> None:
@@ -921,6 +1017,34 @@ class LocalHubSpot:
         """Count one API call of the grant's app in its portal."""
         return hit(conn, grant.app_id, grant.hub_id, now, self.settings.rate_limit_max,
                    self.settings.rate_limit_interval_ms)
+
+    def api_call_fast(self, token: str | None, grant: TokenGrant | None,
+                      scopes: tuple[str, ...] | None, handler: Any,
+                      fault_endpoint: str | None) -> tuple[int, Any, dict[str, str]]:
+        """An API call's common case in one `FastTransaction`: a live access token `token`
+        (or, with `token` None, `grant`), a rate window with room, the scopes, `handler(tx,
+        grant, now)` → (status, payload), stats. Returns (status, payload, rate-limit
+        headers); anything else is `FastPathMiss` (the general code answers)."""
+        with FastTransaction(self.engine) as tx:
+            now = self._fast_state(tx, fault_endpoint)
+            if token is not None:
+                row = tx.first(_HOT_SELECT_AT_GRANT, {"digest": token_digest(token)})
+                if row is None or row.revoked_at is not None or row.expires_at <= now:
+                    raise FastPathMiss
+                grant = TokenGrant(row.app_id, row.hub_id, row.user_id, tuple(row.scopes),
+                                   row.expires_at)
+            if grant is None:
+                raise FastPathMiss
+            window = hit(tx, grant.app_id, grant.hub_id, now, self.settings.rate_limit_max,
+                         self.settings.rate_limit_interval_ms)
+            if not window.allowed or (scopes and not any(s in grant.scopes for s in scopes)):
+                raise FastPathMiss
+            try:
+                status, payload = handler(tx, grant, now)
+            except HubSpotHTTPError:
+                raise FastPathMiss from None
+            count_call(tx, "api", "", "ok")
+        return status, payload, window.headers()
 
     def api_transaction(self) -> Any:
         """A write transaction for one API call (auth, rate window, stats, data)."""

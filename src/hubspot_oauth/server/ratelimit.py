@@ -10,16 +10,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from .models import rate_windows, stats
+from .storage import FastTransaction, HotStatement
 
 __all__ = ["RateWindow", "count_call", "hit"]
-
-
-def _insert(conn: Connection):  # noqa: ANN202 - dialect-specific Insert
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -49,45 +42,65 @@ class RateWindow:
         }
 
 
-def hit(conn: Connection, app_id: int, hub_id: int, now: float, limit: int,
+def _insert_for(name: str):  # noqa: ANN202 - dialect-specific Insert
+    if name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
+
+
+def _hit_statement(name: str) -> Any:
+    r = rate_windows
+    start = sa.bindparam("start", type_=sa.BigInteger)
+    return _insert_for(name)(r).values(
+        app_id=sa.bindparam("app_id"), hub_id=sa.bindparam("hub_id"), window_start=start,
+        count=1,
+    ).on_conflict_do_update(
+        index_elements=[r.c.app_id, r.c.hub_id],
+        set_={"count": sa.case((r.c.window_start == start, r.c.count + 1), else_=1),
+              "window_start": start},
+    ).returning(r.c.count)
+
+
+def _count_statement(name: str) -> Any:
+    s = stats
+    return _insert_for(name)(s).values(
+        endpoint=sa.bindparam("endpoint"), grant_type=sa.bindparam("grant_type"),
+        outcome=sa.bindparam("outcome"), count=1,
+    ).on_conflict_do_update(index_elements=[s.c.endpoint, s.c.grant_type, s.c.outcome],
+                            set_={"count": s.c.count + 1})
+
+
+# Built once per dialect (building a statement per call cost more than running it).
+HIT = HotStatement(_hit_statement)
+COUNT = HotStatement(_count_statement)
+
+
+def _window(count: int, now_ms: int, start: int, limit: int, interval_ms: int) -> RateWindow:
+    return RateWindow(count=count, limit=limit, interval_ms=interval_ms,
+                      reset_in_ms=start + interval_ms - now_ms)
+
+
+def hit(conn: Connection | FastTransaction, app_id: int, hub_id: int, now: float, limit: int,
         interval_ms: int) -> RateWindow:
     """Count one call of `app_id` in `hub_id` at `now` (epoch seconds) in a fixed window of
     `interval_ms`; atomic across processes (INSERT … ON CONFLICT DO UPDATE … RETURNING)."""
     now_ms = int(now * 1000)
     start = now_ms - now_ms % interval_ms
-    r = rate_windows
-    stmt = _insert(conn)(r).values(app_id=app_id, hub_id=hub_id, window_start=start, count=1)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[r.c.app_id, r.c.hub_id],
-        set_={
-            "count": sa.case((r.c.window_start == start, r.c.count + 1), else_=1),
-            "window_start": start,
-        },
-    ).returning(r.c.count)
-    count = conn.execute(stmt).scalar_one()
-    return RateWindow(count=count, limit=limit, interval_ms=interval_ms,
-                      reset_in_ms=start + interval_ms - now_ms)
+    params = {"app_id": app_id, "hub_id": hub_id, "start": start}
+    if isinstance(conn, FastTransaction):
+        count = conn.first(HIT, params).count
+    else:
+        count = conn.execute(HIT.for_dialect(conn.dialect.name), params).scalar_one()
+    return _window(count, now_ms, start, limit, interval_ms)
 
 
-_COUNT_STATEMENTS: dict[str, Any] = {}
-
-
-def _count_statement(conn: Connection) -> Any:
-    # Built once per dialect: this runs on every call, keep it cheap.
-    name = conn.dialect.name
-    stmt = _COUNT_STATEMENTS.get(name)
-    if stmt is None:
-        s = stats
-        stmt = _insert(conn)(s).values(
-            endpoint=sa.bindparam("endpoint"), grant_type=sa.bindparam("grant_type"),
-            outcome=sa.bindparam("outcome"), count=1,
-        ).on_conflict_do_update(index_elements=[s.c.endpoint, s.c.grant_type, s.c.outcome],
-                                set_={"count": s.c.count + 1})
-        _COUNT_STATEMENTS[name] = stmt
-    return stmt
-
-
-def count_call(conn: Connection, endpoint: str, grant_type: str, outcome: str) -> None:
+def count_call(conn: Connection | FastTransaction, endpoint: str, grant_type: str,
+               outcome: str) -> None:
     """Add one to the stats counter (endpoint, grant_type or "", outcome "ok"/"error")."""
-    conn.execute(_count_statement(conn),
-                 {"endpoint": endpoint, "grant_type": grant_type, "outcome": outcome})
+    params = {"endpoint": endpoint, "grant_type": grant_type, "outcome": outcome}
+    if isinstance(conn, FastTransaction):
+        conn.execute(COUNT, params)
+    else:
+        conn.execute(COUNT.for_dialect(conn.dialect.name), params)
