@@ -10,15 +10,18 @@ BIN := $(VENV)/bin
 .PHONY: run test bench lint clean
 
 $(BIN)/python:
+	@echo "Creating $(VENV) and installing dependencies (about a minute the first time)…"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 # Stamp files so a second `make run` starts at once; pyproject.toml changes re-install.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
+	@echo "Installing dependencies (about a minute)…"
 	$(BIN)/pip install --quiet -e '.[server]'
 	@touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	@echo "Installing the test dependencies (a few minutes the first time)…"
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $@ $(VENV)/.installed
 

@@ -221,5 +221,5 @@ def test_quickstart_on_another_port_prints_the_app_it_uses(tmp_path: Path) -> No
     assert f"redirect URLs http://localhost:{port}/oauth-callback" in out
     assert f"Tokens are kept in {tmp_path / f'local-hubspot-tokens-port-{port}.db'}." in out
     # The optional scopes it asks for are the app's, and the banner says so.
-    assert ("  scopes        crm.objects.contacts.read; optional crm.objects.contacts.write "
-            "automation (the app's)") in out
+    assert ("                scopes        crm.objects.contacts.read; optional "
+            "crm.objects.contacts.write automation (the app's)") in out

@@ -163,7 +163,7 @@ def _seed_app_shown(seed: Any) -> _AppShown:
 
 
 def _hubspot_banner(base_url: str, seed: Any, database_url: str,
-                    app: _AppShown | None = None) -> list[str]:
+                    app: _AppShown | None = None, scopes: str | None = None) -> list[str]:
     lines = [f"Local HubSpot   {base_url}   (database {database_url})"]
     if app is None and seed.is_default:
         app = _seed_app_shown(seed)
@@ -175,6 +175,8 @@ def _hubspot_banner(base_url: str, seed: Any, database_url: str,
             lines.append(f"                client secret {app.client_secret} (the example "
                          "values of HubSpot's OAuth guide)")
         lines.append(f"                redirect URLs {', '.join(app.redirect_urls)}")
+        if scopes:
+            lines.append(f"                scopes        {scopes}")
     if seed.is_default:
         lines.append("  portals       "
                      + ", ".join(f"{p.hub_id} ({p.hub_domain})" for p in seed.portals))
@@ -385,6 +387,24 @@ def quickstart(port: int | None, hubspot_port: int, as_json: bool) -> None:
         _run_with_local_hubspot(env_config, port, hubspot_port, redirect_uri, as_json)
 
 
+def quickstart_banner(url: str, hubspot_url: str, seed: Any, database_url: str,
+                      app: _AppShown, config: ClientConfig, *, from_env: bool,
+                      tokens_file: Path, sign_in: Sequence[tuple[str, str, str]]) -> list[str]:
+    """What `quickstart` prints on the local HubSpot (the README shows it verbatim)."""
+    optional = " ".join(config.optional_scopes) or "none"
+    source = "HUBSPOT_OPTIONAL_SCOPES" if from_env else "the app's"
+    scopes = f"{' '.join(config.scopes)}; optional {optional} ({source})"
+    return [
+        f"Quickstart      {url}   <- open this in your browser",
+        *_hubspot_banner(hubspot_url, seed, database_url, app, scopes),
+        f"Tokens are kept in {tokens_file}.",
+        "No HubSpot credentials set, so the local HubSpot stands in for HubSpot "
+        "(set HUBSPOT_CLIENT_ID and HUBSPOT_CLIENT_SECRET to use real HubSpot).",
+        f"Open {url}, click \"Install the app\" and sign in as "
+        f"{sign_in[0][0]} / {sign_in[0][1]}. Press Ctrl-C to stop.",
+    ]
+
+
 def _redirect_port(redirect_uri: str) -> int:
     from urllib.parse import urlsplit
 
@@ -502,19 +522,12 @@ def _run_with_local_hubspot(env_config: ClientConfig, port: int, hubspot_port: i
                    "sign_in": [{"email": e, "password": p} for e, p, _ in sign_in],
                    "data_dir": str(data_dir())})
     else:
-        click.echo(f"Quickstart      {url}   <- open this in your browser")
-        for line in _hubspot_banner(hubspot_url, hubspot.seed,
-                                    _display_url(settings.resolved_database_url), app_shown):
+        for line in quickstart_banner(
+            url, hubspot_url, hubspot.seed, _display_url(settings.resolved_database_url),
+            app_shown, config, from_env=bool(env_config.optional_scopes),
+            tokens_file=Path(data_dir()) / tokens_db, sign_in=sign_in,
+        ):
             click.echo(line)
-        optional = " ".join(config.optional_scopes) or "none"
-        source = "HUBSPOT_OPTIONAL_SCOPES" if env_config.optional_scopes else "the app's"
-        click.echo(f"  scopes        {' '.join(config.scopes)}; optional {optional} "
-                   f"({source})")
-        click.echo(f"Tokens are kept in {Path(data_dir()) / tokens_db}.")
-        click.echo("No HubSpot credentials set, so the local HubSpot stands in for HubSpot "
-                   "(set HUBSPOT_CLIENT_ID and HUBSPOT_CLIENT_SECRET to use real HubSpot).")
-        click.echo(f"Open {url}, click \"Install the app\" and sign in as "
-                   f"{sign_in[0][0]} / {sign_in[0][1]}. Press Ctrl-C to stop.")
     serve_apps([_Served("local HubSpot", hubspot_app, hs_sock),
                 _Served("quickstart", app, qs_sock)])
     if not as_json:
