@@ -375,7 +375,8 @@ def create_app(
             "Nothing was changed.",
             status_code=502,
             detail=str(exc),
-            next_step="Try again in a moment, or disconnect it.",
+            next_step="Try again in a moment"
+            + (", or disconnect it." if action == "refresh" else "."),
             disconnect_key=key if action == "refresh" else None,
         )
 
