@@ -99,8 +99,8 @@ def _status_text(connection: Connection) -> str:
 @click.group(epilog="\b\nExamples:\n  hubspot-oauth tokens list\n"
              "  hubspot-oauth tokens show 1234567\n"
              "  hubspot-oauth tokens refresh --all\n"
-             "  hubspot-oauth tokens list --database-url sqlite:///$HOME/.local/share/"
-             "hubspot-oauth/local-hubspot-tokens.db")
+             "  HUBSPOT_BASE_URL=http://localhost:8765 hubspot-oauth tokens list"
+             "   # the local HubSpot's connections")
 def tokens() -> None:
     """List, show, refresh, revoke and introspect the stored HubSpot connections.
 
