@@ -147,6 +147,11 @@ def world() -> Iterator[World]:
         stack.callback(portal.call, client.aclose)
         state = World(hubspot, portal, client)
         state.renew_tokens()
+        # The authorize pages make their signing secret on first use (one write, once per
+        # database): make it now, so that first use is not taken for a change.
+        from hubspot_oauth.server.signing import shared_secret
+
+        shared_secret(hubspot.server.engine)
         yield state
         print(f"\nserver fuzz: {state.examples} requests, "
               f"statuses {sorted(state.statuses.items())}")
