@@ -114,14 +114,18 @@ def _api(scopes: tuple[str, ...] | None, prepare: Callable[[Request], Any]):  # 
         except HubSpotHTTPError as exc:
             await hubspot.call(hubspot.count, "api", "", "error")
             return error_response(request, exc)
+        fast = getattr(handler, "fast", None)
+
+        def call_fast(fault_endpoint: str | None, inline: bool = False) -> Any:
+            if hubspot.settings.api_auth:
+                return hubspot.api_call_fast(token, None, scopes, fast, fault_endpoint, inline)
+            return hubspot.api_call_fast(None, _open_grant(hubspot), scopes, fast,
+                                         fault_endpoint, inline)
+
         def call(fault_endpoint: str | None) -> tuple[int, Any, dict[str, str]]:
-            fast = getattr(handler, "fast", None)
             if fast is not None:
                 try:
-                    if hubspot.settings.api_auth:
-                        return hubspot.api_call_fast(token, None, scopes, fast, fault_endpoint)
-                    return hubspot.api_call_fast(None, _open_grant(hubspot), scopes, fast,
-                                                 fault_endpoint)
+                    return call_fast(fault_endpoint)
                 except FastPathMiss:
                     pass  # the general code below answers, with every rule
             failure: HubSpotHTTPError | None = None
@@ -158,7 +162,9 @@ def _api(scopes: tuple[str, ...] | None, prepare: Callable[[Request], Any]):  # 
             return result[0], result[1], headers
 
         try:
-            outcome = await run_with_faults(request, "api", call, ("api", ""))
+            outcome = await run_with_faults(
+                request, "api", call, ("api", ""),
+                None if fast is None else lambda fault_endpoint: call_fast(fault_endpoint, True))
         except HubSpotHTTPError as exc:
             return error_response(request, exc)
         if isinstance(outcome, Response):

@@ -64,8 +64,10 @@ from .ratelimit import RateWindow, count_call, hit
 from .seed import Seed, SeedError, default_seed, load_seed, sample_contacts
 from .settings import ServerSettings
 from .storage import (
+    FastPathMiss,
     FastTransaction,
     HotStatement,
+    InlineConnection,
     check_schema,
     current_revision,
     make_engine,
@@ -81,11 +83,6 @@ __all__ = ["AppRecord", "FaultPending", "FastPathMiss", "LocalHubSpot", "TokenGr
 
 class FaultPending(Exception):  # noqa: N818 - a signal, not an error
     """A fault is queued for the endpoint: take it (`Faults.take`) before answering."""
-
-
-class FastPathMiss(Exception):  # noqa: N818 - a signal, not an error
-    """A hot path met anything but its common case: its transaction is rolled back (it
-    wrote nothing that stays) and the general code answers instead, with every rule."""
 
 
 # Hot-path statements, built once (SQLAlchemy then reuses their compiled form).
@@ -272,6 +269,7 @@ class LocalHubSpot:
         self._apps_by_client: dict[str, AppRecord] = {}
         self._apps_by_id: dict[int, AppRecord] = {}
         self._hublets: dict[int, str] = {}
+        self._inline = InlineConnection()
         self._ensure_seeded()
 
     async def call(self, func: Any, *args: Any) -> Any:
@@ -359,6 +357,7 @@ class LocalHubSpot:
 
     def close(self) -> None:
         """Release the database connections."""
+        self._inline.close()
         self.engine.dispose()
 
     # -- apps ----------------------------------------------------------------------------
@@ -395,6 +394,13 @@ class LocalHubSpot:
         if row.generation != self._apps_generation:
             raise FastPathMiss
         return time.time() + row.clock_offset
+
+    def _fast_transaction(self, inline: bool) -> FastTransaction:
+        """A hot path's transaction: on a pooled connection, or with `inline` on the
+        calling (event loop) thread's own connection, never waiting (`InlineConnection`)."""
+        if inline:
+            return self._inline.transaction(self.engine)
+        return FastTransaction(self.engine)
 
     def _fast_client(self, client_id: str, client_secret: str) -> AppRecord:
         app = self._apps_by_client.get(client_id)
@@ -741,19 +747,24 @@ class LocalHubSpot:
             .values(revoked_at=now))
 
     def refresh(self, *, client_id: str, client_secret: str, refresh_token: str,
-                fault_endpoint: str | None = None) -> dict[str, Any]:
+                fault_endpoint: str | None = None, inline: bool = False) -> dict[str, Any]:
         """The ``refresh_token`` grant (RFC 6749 §6). Returns the token payload; the same
         refresh token unless rotation is on. Raises `OAuthError`: BAD_CLIENT_ID,
         BAD_CLIENT_SECRET, BAD_REFRESH_TOKEN (unknown, an access token, deleted, revoked,
-        uninstalled, rotated away, or issued to another client)."""
+        uninstalled, rotated away, or issued to another client). With `inline`, only the
+        common case, without waiting for the database; `FastPathMiss` for anything else
+        (call again without `inline`, from a worker thread)."""
         rotation = self.settings.refresh_token_rotation
         digest = token_digest(refresh_token)
         if rotation == "off":
             try:
                 return self._refresh_fast(client_id, client_secret, digest, refresh_token,
-                                          fault_endpoint)
+                                          fault_endpoint, inline)
             except FastPathMiss:
-                pass
+                if inline:
+                    raise
+        elif inline:
+            raise FastPathMiss
 
         def body(conn: Connection, now: float) -> dict[str, Any]:
             app = self._client(client_id, client_secret)
@@ -795,11 +806,12 @@ class LocalHubSpot:
         return self._run("token", "refresh_token", body, fault_endpoint)
 
     def _refresh_fast(self, client_id: str, client_secret: str, digest: str,
-                      refresh_token: str, fault_endpoint: str | None) -> dict[str, Any]:
+                      refresh_token: str, fault_endpoint: str | None,
+                      inline: bool = False) -> dict[str, Any]:
         """`refresh`'s common case without rotation: a live refresh token of this client.
         The same statements in the same transaction (FOR SHARE on PostgreSQL, BEGIN
         IMMEDIATE on SQLite), run by `FastTransaction`; anything else is `FastPathMiss`."""
-        with FastTransaction(self.engine) as tx:
+        with self._fast_transaction(inline) as tx:
             now = self._fast_state(tx, fault_endpoint)
             app = self._fast_client(client_id, client_secret)
             row = tx.first(_HOT_SELECT_RT_SHARE, {"digest": digest})
@@ -912,18 +924,22 @@ class LocalHubSpot:
 
     def introspect(self, *, client_id: str, client_secret: str, token: str,
                    token_type_hint: str | None = None,
-                   fault_endpoint: str | None = None) -> dict[str, Any]:
+                   fault_endpoint: str | None = None, inline: bool = False) -> dict[str, Any]:
         """POST /oauth/{v3,2026-03}/token/introspect (reference §6.3, RFC 7662). Returns
         the token's info with ``active: true``, or ``{"active": false}`` for a token that
         is unknown, expired, revoked, rotated away or issued to another client. Raises
-        `OAuthError` for bad client credentials."""
+        `OAuthError` for bad client credentials. `inline`: as `refresh` says."""
         order = ("refresh_token", "access_token") if token_type_hint == "refresh_token" \
             else ("access_token", "refresh_token")
         if order[0] == "access_token":
             try:
-                return self._introspect_fast(client_id, client_secret, token, fault_endpoint)
+                return self._introspect_fast(client_id, client_secret, token, fault_endpoint,
+                                             inline)
             except FastPathMiss:
-                pass
+                if inline:
+                    raise
+        elif inline:
+            raise FastPathMiss
 
         def body(conn: Connection, now: float) -> dict[str, Any]:
             app = self._client(client_id, client_secret)
@@ -951,10 +967,10 @@ class LocalHubSpot:
         return self._run("introspect", "", body, fault_endpoint)
 
     def _introspect_fast(self, client_id: str, client_secret: str, token: str,
-                         fault_endpoint: str | None) -> dict[str, Any]:
+                         fault_endpoint: str | None, inline: bool) -> dict[str, Any]:
         """`introspect`'s common case: a live access token of this client (the same
         statements, run by `FastTransaction`); anything else is `FastPathMiss`."""
-        with FastTransaction(self.engine) as tx:
+        with self._fast_transaction(inline) as tx:
             now = self._fast_state(tx, fault_endpoint)
             app = self._fast_client(client_id, client_secret)
             row = tx.first(_HOT_LOOKUP_AT, {"digest": token_digest(token)})
@@ -1020,12 +1036,14 @@ class LocalHubSpot:
 
     def api_call_fast(self, token: str | None, grant: TokenGrant | None,
                       scopes: tuple[str, ...] | None, handler: Any,
-                      fault_endpoint: str | None) -> tuple[int, Any, dict[str, str]]:
+                      fault_endpoint: str | None,
+                      inline: bool = False) -> tuple[int, Any, dict[str, str]]:
         """An API call's common case in one `FastTransaction`: a live access token `token`
         (or, with `token` None, `grant`), a rate window with room, the scopes, `handler(tx,
         grant, now)` → (status, payload), stats. Returns (status, payload, rate-limit
-        headers); anything else is `FastPathMiss` (the general code answers)."""
-        with FastTransaction(self.engine) as tx:
+        headers); anything else is `FastPathMiss` (the general code answers). `inline`: on
+        the calling thread without waiting for the database (`InlineConnection`)."""
+        with self._fast_transaction(inline) as tx:
             now = self._fast_state(tx, fault_endpoint)
             if token is not None:
                 row = tx.first(_HOT_SELECT_AT_GRANT, {"digest": token_digest(token)})

@@ -113,13 +113,18 @@ def _introspection_endpoint(version: str, action: str):  # noqa: ANN202
             await hubspot.call(hubspot.count, action, "", "error")
             return locked_response(request, verdict)
         method = hubspot.introspect if action == "introspect" else hubspot.revoke
+        inline = None
+        if action == "introspect":
+            inline = lambda fault_endpoint: hubspot.introspect(  # noqa: E731
+                client_id=client_id, client_secret=client_secret, token=token,
+                token_type_hint=hint, fault_endpoint=fault_endpoint, inline=True)
         try:
             result = await run_with_faults(
                 request, action,
                 lambda fault_endpoint: method(client_id=client_id, client_secret=client_secret,
                                               token=token, token_type_hint=hint,
                                               fault_endpoint=fault_endpoint),
-                (action, ""))
+                (action, ""), inline)
         except HubSpotHTTPError as exc:
             record_client_auth(guard, keys, exc)
             return error_response(request, exc)
