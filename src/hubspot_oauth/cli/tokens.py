@@ -43,6 +43,7 @@ def _open_store(config: ClientConfig, *, need_client: bool) -> TokenStore | None
     shown = shown_url(url)
     import sqlalchemy as sa
 
+    from ..client.migrations import ensure_schema
     from ..client.migrations.tables import connections
     from ..client.store import create_store_engine
 
@@ -60,6 +61,9 @@ def _open_store(config: ClientConfig, *, need_client: bool) -> TokenStore | None
             if not sa.inspect(conn).has_table(connections.name):
                 fail(f"no token store at {shown} (the database has no hubspot-oauth tables; "
                      "hubspot-oauth login or db upgrade creates them)")
+        # A schema behind or ahead is refused before anything is read (SchemaOutdatedError).
+        ensure_schema(engine, create_if_empty=False)
+        with engine.connect() as conn:
             empty = conn.execute(sa.select(connections.c.key).limit(1)).first() is None
     except BaseException:
         engine.dispose()
