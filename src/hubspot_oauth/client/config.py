@@ -23,6 +23,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from ..endpoints import API_VERSIONS, Endpoints
 from ..errors import ConfigurationError
@@ -64,7 +65,8 @@ def _first(env: Mapping[str, str], *names: str) -> str | None:
 class ClientConfig:
     """Resolved settings. Build it with `ClientConfig.from_env(**flags)`.
 
-    The repr never shows the client secret or the encryption keys.
+    The repr never shows the client secret, the encryption keys, or a password inside
+    `database_url` or `base_url`.
     """
 
     client_id: str | None = None
@@ -76,6 +78,20 @@ class ClientConfig:
     api_version: str = "v3"
     database_url: str | None = None
     encryption_keys: tuple[str, ...] = dataclasses.field(default=(), repr=False)
+
+    def __repr__(self) -> str:
+        shown = {
+            "client_id": self.client_id,
+            "client_secret": "***" if self.client_secret else None,
+            "redirect_uri": self.redirect_uri,
+            "scopes": self.scopes,
+            "optional_scopes": self.optional_scopes,
+            "base_url": _hide_password(self.base_url),
+            "api_version": self.api_version,
+            "database_url": _hide_password(self.database_url),
+            "encryption_keys": f"<{len(self.encryption_keys)} key(s)>",
+        }
+        return "ClientConfig(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
 
     @classmethod
     def from_env(
@@ -146,3 +162,17 @@ class ClientConfig:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{data_dir() / 'tokens.db'}"
+
+
+def _hide_password(url: str | None) -> str | None:
+    """`url` with the password of its userinfo replaced by ``***`` (for reprs and logs)."""
+    if not url:
+        return url
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        host = parts.netloc.rsplit("@", 1)[1]
+        return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+    except ValueError:
+        return "<unparsable URL>"
