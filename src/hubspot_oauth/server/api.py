@@ -221,12 +221,12 @@ async def _list_contacts(request: Request) -> Handler:
                           f"'{after_raw[:40]}'")
     after = int(after_raw)
     names = _properties_param(request)
-    base = str(request.url.replace(query=""))
 
     def page(rows: list) -> tuple[int, Any]:
         body: dict[str, Any] = {"results": [_contact_json(r, names) for r in rows[:limit]]}
         if len(rows) > limit:
             cursor = str(rows[limit - 1].id)
+            base = str(request.url.replace(query=""))
             body["paging"] = {"next": {"after": cursor,
                                        "link": f"{base}?after={cursor}&limit={limit}"}}
         return 200, body

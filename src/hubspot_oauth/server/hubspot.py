@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import hashlib
 import hmac
 import json
@@ -1195,6 +1196,7 @@ def _signed_access_token(row: Any, token: str) -> dict[str, Any]:
     }
 
 
+@functools.lru_cache(maxsize=4096)  # the same contact timestamps, page after page
 def utc_iso(epoch: float) -> str:
     """Epoch seconds → ``2026-03-10T23:04:41.164Z``."""
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace(
