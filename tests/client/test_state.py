@@ -133,6 +133,23 @@ def test_bad_issue_arguments_are_configuration_errors(payload, ttl, message):
         states.issue(payload, ttl=ttl)
 
 
+@pytest.mark.parametrize("ttl", [10**12, float("inf"), float("nan"), 30 * 86400 + 1])
+def test_a_ttl_beyond_thirty_days_is_a_configuration_error_and_issues_nothing(tmp_path, ttl):
+    """A ttl too large for a datetime once raised a raw OverflowError (adversarial review)."""
+    url = f"sqlite:///{tmp_path / 'states.db'}"
+    with StateStore(url) as states:
+        with pytest.raises(ConfigurationError, match="ttl"):
+            states.issue({"a": 1}, ttl=ttl)
+        engine = sa.create_engine(url)
+        with engine.connect() as connection:
+            tables = sa.inspect(connection).get_table_names()
+            rows = [connection.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar_one()
+                    for t in tables if "state" in t]
+        engine.dispose()
+        assert rows == [] or set(rows) == {0}
+        assert states.issue({"a": 1}, ttl=30 * 86400)  # the largest allowed still works
+
+
 def test_sql_keeps_only_a_digest_of_the_nonce_and_shares_states_across_instances(tmp_path):
     url = f"sqlite:///{tmp_path / 'states.db'}"
     with StateStore(url) as one:

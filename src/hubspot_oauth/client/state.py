@@ -41,6 +41,9 @@ from ..errors import (
 __all__ = ["DEFAULT_TTL", "MEMORY_URL", "State", "StateStore", "StateStoreUnavailableError"]
 
 DEFAULT_TTL = 600
+# An install that takes longer than this is not coming back; also keeps `now + ttl` a
+# representable datetime.
+MAX_TTL = 30 * 86400
 MEMORY_URL = "memory://"
 # Expired rows are kept this long so a late callback reads "expired", not "unknown".
 _KEEP_EXPIRED = timedelta(hours=24)
@@ -153,7 +156,8 @@ class StateStore:
 
         Returns a URL-safe nonce of 43 characters (256 bits from `secrets`, RFC 6749
         §10.10 asks for ≥128). Raises `ConfigurationError` for a payload that is not a
-        JSON-serialisable mapping or a `ttl` that is not a positive number of seconds.
+        JSON-serialisable mapping or a `ttl` that is not a positive number of seconds up to
+        `MAX_TTL` (30 days).
         """
         if payload is None:
             payload = {}
@@ -163,8 +167,10 @@ class StateStore:
             encoded = json.dumps(dict(payload), separators=(",", ":"), allow_nan=False)
         except (TypeError, ValueError) as exc:
             raise ConfigurationError(f"state payload must be JSON-serialisable: {exc}") from None
-        if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not ttl > 0:
-            raise ConfigurationError("ttl must be a positive number of seconds")
+        if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 < ttl <= MAX_TTL:
+            raise ConfigurationError(
+                f"ttl must be a positive number of seconds, at most {MAX_TTL} (30 days)"
+            )
         if code_verifier is not None and (not isinstance(code_verifier, str) or not code_verifier):
             raise ConfigurationError("code_verifier must be a non-empty string")
         nonce = secrets.token_urlsafe(32)
