@@ -217,6 +217,32 @@ def test_c4_access_token_passed_as_refresh_token_says_so(make):
     assert ACCESS not in str(info.value)
 
 
+def test_secrets_a_server_echoes_are_in_no_error_attribute(make):
+    """errors.py promises no attribute holds a token or secret: a server (or proxy) that
+    echoes them into `context`/`errors` must not leak them there (adversarial review)."""
+    body = {
+        "status": "BAD_REFRESH_TOKEN", "message": "bad", "category": "VALIDATION_ERROR",
+        "correlationId": REFRESH, "error": "invalid_grant", "error_description": "d " + REFRESH,
+        "subCategory": REFRESH,
+        "errors": [{"message": f"token {REFRESH} and secret {SECRET}",
+                    "context": {"token": [REFRESH], REFRESH: ["key"]}, "in": {"deep": [SECRET]},
+                    "code": 7}],
+        "context": {"refresh_token": [REFRESH], "secret": [SECRET], "plain": ["kept"]},
+    }
+    script = ScriptedHubSpot(httpx.Response(400, json=body))
+    with pytest.raises(ReauthorizationRequiredError) as info:
+        make(script).refresh(REFRESH)
+    error = info.value
+    for name, value in vars(error).items():
+        shown = repr(value)
+        assert REFRESH not in shown and SECRET not in shown, name
+    assert REFRESH not in str(error) and SECRET not in str(error)
+    # What is not secret is kept, and the shapes stay as documented.
+    assert error.context["plain"] == ["kept"]
+    assert error.context["refresh_token"] == ["[redacted]"]
+    assert error.errors[0]["code"] == 7 and error.errors[0]["context"]["token"] == ["[redacted]"]
+
+
 @pytest.mark.parametrize(
     "failure", [httpx.ConnectError("connection refused"), httpx.ReadTimeout("timed out")]
 )

@@ -664,8 +664,9 @@ def _error_from_response(
         "error": error,
         "error_description": redact(error_description, secrets) if error_description else None,
         "correlation_id": _redacted(_str(payload.get("correlationId")), secrets) or correlation_id,
-        "context": _context(payload.get("context")),
-        "errors": _errors(payload.get("errors")),
+        # Attributes too, not only str(error): none may hold a token or secret (errors.py).
+        "context": _scrubbed(_context(payload.get("context")), secrets),
+        "errors": _scrubbed(_errors(payload.get("errors")), secrets),
         "retry_after": retry_after,
     }
     message = redact(message, secrets)
@@ -892,6 +893,22 @@ def _context(value: Any) -> dict[str, list[str]]:
         elif isinstance(items, list):
             result[key] = [i for i in items if isinstance(i, str)]
     return result
+
+
+def _scrubbed(value: Any, secrets: Sequence[str], depth: int = 0) -> Any:
+    """`value` (parsed JSON) with `redact` applied to every string, keys included."""
+    if isinstance(value, str):
+        return redact(value, secrets)
+    if depth > 20:  # deeper than any HubSpot error: drop rather than walk it
+        return None
+    if isinstance(value, Mapping):
+        return {
+            (redact(k, secrets) if isinstance(k, str) else k): _scrubbed(v, secrets, depth + 1)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_scrubbed(v, secrets, depth + 1) for v in value]
+    return value
 
 
 def _errors(value: Any) -> list[dict[str, Any]]:
