@@ -16,7 +16,6 @@ window per app and portal; ``X-HubSpot-RateLimit-*`` headers on every authentica
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -31,7 +30,14 @@ from .models import contacts, portals
 from .ratelimit import count_call
 from .storage import FastTransaction, HotStatement
 from .token import run_with_faults
-from .wire import HubSpotHTTPError, bad_request, error_response, json_response, read_body
+from .wire import (
+    HubSpotHTTPError,
+    bad_request,
+    error_response,
+    json_response,
+    parse_json,
+    read_body,
+)
 
 __all__ = ["expired_error", "routes"]
 
@@ -110,10 +116,17 @@ def _api(scopes: tuple[str, ...] | None, prepare: Callable[[Request], Any]):  # 
         hubspot = request.app.state.hubspot
         try:
             token = _bearer(request) if hubspot.settings.api_auth else ""
-            handler: Handler = await prepare(request)
         except HubSpotHTTPError as exc:
             await hubspot.call(hubspot.count, "api", "", "error")
             return error_response(request, exc)
+        # HubSpot authenticates and checks scopes before it looks at the input: an input
+        # error is raised only once the token has passed those checks (below).
+        invalid: HubSpotHTTPError | None = None
+        handler: Handler | None = None
+        try:
+            handler = await prepare(request)
+        except HubSpotHTTPError as exc:
+            invalid = exc
         fast = getattr(handler, "fast", None)
 
         def call_fast(fault_endpoint: str | None, inline: bool = False) -> Any:
@@ -152,6 +165,8 @@ def _api(scopes: tuple[str, ...] | None, prepare: Callable[[Request], Any]):  # 
                                                                   // 1000)))})
                     if scopes and not any(s in grant.scopes for s in scopes):
                         raise _missing_scopes(scopes[:1])
+                    if invalid is not None or handler is None:
+                        raise invalid or bad_request("bad request")
                     result = handler(conn, grant, now)
                 except HubSpotHTTPError as exc:
                     failure = exc
@@ -267,11 +282,7 @@ async def _create_contact(request: Request) -> Handler:
     if media != "application/json":
         raise HubSpotHTTPError(415, "VALIDATION_ERROR",
                                "Content-Type must be application/json")
-    raw = await read_body(request, settings.max_body_bytes)
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise bad_request("Invalid input JSON: the body is not valid UTF-8 JSON") from None
+    data = parse_json(await read_body(request, settings.max_body_bytes))
     props = data.get("properties") if isinstance(data, dict) else None
     if not isinstance(props, dict) or not all(
             isinstance(k, str) and isinstance(v, str | int | float) and not isinstance(v, bool)

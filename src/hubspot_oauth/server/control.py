@@ -13,7 +13,9 @@
 | POST ``/_emulator/reset`` | → ``{"reset": true, "now": ISO}`` |
 
 Served only when `ServerSettings.control_api_enabled` (loopback by default). With an
-`admin_token`, every call needs ``Authorization: Bearer <admin token>``. POSTs need
+`admin_token`, every call needs ``Authorization: Bearer <admin token>``; without one (on by
+default on loopback) the ``Host`` and any ``Origin`` must be loopback names (403 otherwise:
+DNS rebinding). Bodies are JSON objects at most 16 KiB and 32 levels deep. POSTs need
 ``Content-Type: application/json`` (even with an empty ``{}`` body), so a web page in the
 user's browser cannot send them as a simple cross-site request.
 """
@@ -21,9 +23,9 @@ user's browser cannot send them as a simple cross-site request.
 from __future__ import annotations
 
 import hmac
-import json
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -33,7 +35,7 @@ from starlette.routing import Route
 from ..errors import ConfigurationError
 from .bruteforce import guard_for
 from .settings import is_loopback
-from .wire import HubSpotHTTPError, bad_request, json_response, read_body
+from .wire import HubSpotHTTPError, bad_request, json_response, parse_json, read_body
 
 __all__ = ["routes"]
 
@@ -51,6 +53,8 @@ def _authorize(request: Request) -> None:
             raise HubSpotHTTPError(403, "INVALID_AUTHENTICATION",
                                    "the control API answers only loopback clients unless "
                                    "the server has an admin token")
+        if settings.control_api is None:
+            _refuse_foreign_names(request, settings.public_url)
         return
     scheme, _, value = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(),
@@ -59,6 +63,44 @@ def _authorize(request: Request) -> None:
                                "the control API needs Authorization: Bearer <admin token>",
                                headers={"WWW-Authenticate": 'Bearer realm="local HubSpot '
                                         'control API"'})
+
+
+def _local_name(host: str | None, public_url: str | None) -> bool:
+    """`host` names this machine: ``localhost`` or ``*.localhost`` (RFC 6761 §6.3), a loopback
+    address, the host of `public_url`, or a name under ``.test`` (RFC 6761 §6.2: never in
+    public DNS, so no page can rebind it; the in-process transport's ``local-hubspot.test``).
+    """
+    if not host:
+        return False
+    host = host.lower().rstrip(".")
+    if is_loopback(host) or host.endswith((".localhost", ".test")):
+        return True
+    return bool(public_url) and host == (_hostname(public_url) or "")
+
+
+def _hostname(url: str) -> str | None:
+    try:
+        return urlsplit(url).hostname
+    except ValueError:
+        return None
+
+
+def _refuse_foreign_names(request: Request, public_url: str | None) -> None:
+    """DNS rebinding: a page on evil.example whose name now resolves to 127.0.0.1 reaches
+    this loopback server with ``Host: evil.example`` (and its own ``Origin``); without an
+    admin token, answer only requests addressed to, and (when the browser says) sent from,
+    a local name. Raises 403 in HubSpot's shape."""
+    host = request.headers.get("host")
+    origin = request.headers.get("origin")
+    if host is not None and not _local_name(_hostname(f"//{host}"), public_url):
+        raise HubSpotHTTPError(403, "INVALID_AUTHENTICATION",
+                               "the control API answers only requests to a loopback host "
+                               "(localhost, 127.0.0.1, [::1]) unless the server has an "
+                               "admin token")
+    if origin is not None and not _local_name(_hostname(origin), public_url):
+        raise HubSpotHTTPError(403, "INVALID_AUTHENTICATION",
+                               "the control API answers only pages served from a loopback "
+                               "host unless the server has an admin token")
 
 
 async def _json_body(request: Request) -> dict[str, Any]:
@@ -70,10 +112,7 @@ async def _json_body(request: Request) -> dict[str, Any]:
     raw = await read_body(request, MAX_CONTROL_BODY)
     if not raw.strip():
         return {}
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise bad_request("the body is not valid UTF-8 JSON") from None
+    data = parse_json(raw)
     if not isinstance(data, dict):
         raise bad_request("the body must be a JSON object")
     return data

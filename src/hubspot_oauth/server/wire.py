@@ -9,6 +9,7 @@ legacy ``status`` and the RFC 6749 §5.2 ``error``/``error_description``.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -26,6 +27,7 @@ __all__ = [
     "error_response",
     "json_response",
     "parse_form",
+    "parse_json",
     "read_body",
 ]
 
@@ -49,8 +51,13 @@ def json_response(
     status_code: int = 200,
     headers: Mapping[str, str] | None = None,
 ) -> Response:
-    """Compact JSON with HubSpot's correlation header."""
-    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    """Compact JSON with HubSpot's correlation header. A lone surrogate (no UTF-8 form,
+    e.g. from a ``"\\ud800"`` escape stored earlier) is sent as U+FFFD, never as a 500."""
+    text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+    try:
+        body = text.encode("utf-8")
+    except UnicodeEncodeError:
+        body = _LONE_SURROGATE.sub("\ufffd", text).encode("utf-8")
     all_headers = {CORRELATION_HEADER: correlation_id(request)}
     if headers:
         all_headers.update(headers)
@@ -131,6 +138,38 @@ def error_response(request: Request, exc: HubSpotHTTPError) -> Response:
     """The JSON answer for `exc`."""
     return json_response(request, exc.body(correlation_id(request)), exc.status_code,
                          exc.headers)
+
+
+# In a Python str a surrogate code point is always unpaired (a pair is one code point).
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+MAX_JSON_DEPTH = 32
+
+
+def parse_json(raw: bytes) -> Any:
+    """Decode a JSON request body (RFC 8259, UTF-8). Raises 400 VALIDATION_ERROR for bytes
+    that are not UTF-8 JSON, nesting deeper than `MAX_JSON_DEPTH` (also what would exhaust
+    the decoder's recursion) and strings with no UTF-8 form (lone surrogates, from
+    ``\\ud800``-style escapes: RFC 8259 §8.2 leaves them unpredictable, and nothing could
+    send them back)."""
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise bad_request("Invalid input JSON: the body is not valid UTF-8 JSON") from None
+    pending = [(data, 1)]
+    while pending:  # iterative: the depth check itself must not recurse
+        value, depth = pending.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise bad_request(f"Invalid input JSON: nested deeper than {MAX_JSON_DEPTH} levels")
+        if isinstance(value, str):
+            if _LONE_SURROGATE.search(value):
+                raise bad_request("Invalid input JSON: a string holds an unpaired UTF-16 "
+                                  "surrogate escape, which is not text")
+        elif isinstance(value, dict):
+            pending.extend((k, depth + 1) for k in value)
+            pending.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            pending.extend((v, depth + 1) for v in value)
+    return data
 
 
 def bad_request(message: str, *, status: str = "error") -> HubSpotHTTPError:
