@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qsl
 
 import anyio
 from starlette.requests import Request
@@ -22,6 +23,7 @@ from .faults import Fault
 from .hubspot import FastPathMiss, FaultPending
 from .wire import (
     CORRELATION_HEADER,
+    FORM_BODY_KEY,
     NO_STORE,
     HubSpotHTTPError,
     OAuthError,
@@ -231,6 +233,7 @@ def _token_endpoint(version: str):  # noqa: ANN202
                     refresh_token=refresh_token, fault_endpoint=fault_endpoint, inline=inline)
                 inline_call = lambda fault_endpoint: call(fault_endpoint, True)  # noqa: E731
         except HubSpotHTTPError as exc:
+            grant_type = grant_type or _grant_type_sent(request)
             await hubspot.call(hubspot.count, "token", _grant_key(grant_type), "error")
             return error_response(request, exc)
         guard, keys = client_guard(request, client_id)
@@ -253,6 +256,22 @@ def _token_endpoint(version: str):  # noqa: ANN202
         return json_response(request, payload, 200, NO_STORE)
 
     return endpoint
+
+
+def _grant_type_sent(request: Request) -> str:
+    """The `grant_type` of a request refused while its parameters were read (too long, NUL,
+    not UTF-8, sent twice …), read leniently from the body or query string, so stats count
+    it under its grant; "" when none (or several different ones) can be read."""
+    raw = request.scope.get(FORM_BODY_KEY, b"")
+    query = request.scope.get("query_string", b"")
+    found: set[str] = set()
+    for text in (raw.decode("utf-8", "replace"), query.decode("latin-1")):
+        try:
+            pairs = parse_qsl(text, keep_blank_values=True, errors="replace")
+        except ValueError:
+            continue
+        found.update(value for name, value in pairs if name == "grant_type")
+    return found.pop() if len(found) == 1 else ""
 
 
 def _grant_key(grant_type: str) -> str:

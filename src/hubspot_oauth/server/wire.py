@@ -20,6 +20,7 @@ from starlette.responses import Response
 
 __all__ = [
     "CORRELATION_HEADER",
+    "FORM_BODY_KEY",
     "FORM_CONTENT_TYPE",
     "HubSpotHTTPError",
     "OAuthError",
@@ -33,6 +34,8 @@ __all__ = [
 
 CORRELATION_HEADER = "X-HubSpot-Correlation-Id"
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+# Where `parse_form` leaves the raw body in the ASGI scope (bounded by its `limit`).
+FORM_BODY_KEY = "hubspot.form_body"
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}  # RFC 6749 §5.1
 
 
@@ -217,6 +220,7 @@ async def parse_form(request: Request, limit: int) -> dict[str, str]:
             f"Content-Type must be {FORM_CONTENT_TYPE}, got {media or 'none'}",
             status_code=415,
         )
+    request.scope[FORM_BODY_KEY] = body  # for stats of a request refused below
     return parse_pairs(body)
 
 
