@@ -238,3 +238,25 @@ def test_port_with_connections_in_time_wait_is_reusable(local_hubspot, monkeypat
     result = _invoke(["login", "--timeout", "30"], local_hubspot.env())
     browser.join()
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("how", ["environment", "flags"])
+def test_a_scope_both_required_and_optional_is_a_usage_error(local_hubspot, how) -> None:
+    """Case C8's own kind (adversarial review): login once built
+    ``scope=crm.objects.contacts.read%20automation`` with no optional_scope, which HubSpot
+    answers with its scope-mismatch page. One line, exit 2, no URL, nothing listening."""
+    env = dict(local_hubspot.env())
+    args = ["login", "--no-browser", "--timeout", "5"]
+    if how == "environment":
+        env["HUBSPOT_SCOPES"] = "crm.objects.contacts.read automation"
+        env["HUBSPOT_OPTIONAL_SCOPES"] = "automation"
+    else:
+        args += ["--scopes", "crm.objects.contacts.read,automation",
+                 "--optional-scopes", "automation"]
+    result = CliRunner().invoke(cli, args, env=env)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "automation" in lines[0] and "must not be in `scope`" in lines[0]
+    assert "authorize" not in result.stdout and "Traceback" not in result.output
+    assert TokenStore(local_hubspot.tokens_url).connections() == []

@@ -329,11 +329,18 @@ def test_authorization_url_uses_the_clients_scopes_and_pkce(make):
     )
     assert "scope=crm.objects.contacts.read&optional_scope=automation&state=nonce-1" in url
     assert "code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM" in url
-    # Asking for the optional scope as required drops it from optional_scope, never both.
-    url = run.client.authorization_url(scopes=["crm.objects.contacts.read", "automation"])
-    assert "optional_scope" not in url
+    # Asking for the client's optional scope as required is the C8 mistake: an error,
+    # never a URL that silently moves it into `scope` (HubSpot's scope-mismatch page).
+    with pytest.raises(ConfigurationError, match="automation.*must not be in `scope`"):
+        run.client.authorization_url(scopes=["crm.objects.contacts.read", "automation"])
     with pytest.raises(ConfigurationError, match="automation"):
         run.client.authorization_url(scopes=["automation"], optional_scopes=["automation"])
+    # Saying what is optional for this URL as well resolves it.
+    url = run.client.authorization_url(
+        scopes=["crm.objects.contacts.read", "automation"], optional_scopes=[]
+    )
+    assert url.endswith("&scope=crm.objects.contacts.read%20automation")
+    assert "optional_scope" not in url
 
 
 @pytest.mark.parametrize(
@@ -354,6 +361,33 @@ def test_bad_arguments_are_configuration_errors(options, message):
     for cls in (OAuthClient, AsyncOAuthClient):
         with pytest.raises(ConfigurationError, match=message):
             cls(**{**base, **options})
+
+
+@pytest.mark.parametrize("cls", [OAuthClient, AsyncOAuthClient])
+def test_a_scope_configured_as_both_required_and_optional_is_one_error_everywhere(cls):
+    """Case C8's own kind (adversarial review): the environment, flags and from_config
+    once moved an optional scope into `scope`; the constructor refused the same input."""
+    env = {
+        "HUBSPOT_CLIENT_ID": CLIENT_ID,
+        "HUBSPOT_CLIENT_SECRET": SECRET,
+        "HUBSPOT_SCOPES": "crm.objects.contacts.read automation",
+        "HUBSPOT_OPTIONAL_SCOPES": "automation",
+    }
+    message = r"automation.*both required and optional.*must not be in `scope`"
+    with pytest.raises(ConfigurationError, match=message):
+        cls.from_env(env)
+    with pytest.raises(ConfigurationError, match=message):
+        cls.from_env({**env, "HUBSPOT_SCOPES": "a", "HUBSPOT_OPTIONAL_SCOPES": "b"},
+                     scopes="x automation", optional_scopes="automation")
+    with pytest.raises(ConfigurationError, match=message):
+        cls.from_config(ClientConfig.from_env(env))
+    with pytest.raises(ConfigurationError, match=message):
+        cls(client_id=CLIENT_ID, client_secret=SECRET,
+            scopes=["crm.objects.contacts.read", "automation"], optional_scopes="automation")
+    # The default required scope named as optional is the same mistake.
+    with pytest.raises(ConfigurationError, match="crm.objects.contacts.read"):
+        cls.from_env({**env, "HUBSPOT_SCOPES": "",
+                      "HUBSPOT_OPTIONAL_SCOPES": "crm.objects.contacts.read"})
 
 
 def test_async_transport_given_to_the_sync_client_is_a_clear_error():

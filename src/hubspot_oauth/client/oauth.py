@@ -80,12 +80,7 @@ class _BaseOAuthClient:
                 "scopes is empty: HubSpot needs at least one required scope "
                 "(e.g. crm.objects.contacts.read)"
             )
-        overlap = [s for s in self.scopes if s in self.optional_scopes]
-        if overlap:
-            raise ConfigurationError(
-                f"scope(s) {', '.join(overlap)} are both required and optional; "
-                "list each scope once (HubSpot rejects an optional scope in `scope`)"
-            )
+        _check_scope_lists(self.scopes, self.optional_scopes, "scopes", "optional_scopes")
         if endpoints is None:
             endpoints = Endpoints()
         if not isinstance(endpoints, Endpoints):
@@ -102,12 +97,20 @@ class _BaseOAuthClient:
     @classmethod
     def _config_kwargs(cls, config: ClientConfig) -> dict[str, Any]:
         client_id, client_secret = config.require_credentials()
+        # The same rule as the constructor's, named as the user set it: never move an
+        # optional scope into `scope` (case C8).
+        _check_scope_lists(
+            config.scopes,
+            config.optional_scopes,
+            "HUBSPOT_SCOPES (--scopes)",
+            "HUBSPOT_OPTIONAL_SCOPES (--optional-scopes)",
+        )
         return {
             "client_id": client_id,
             "client_secret": client_secret,
             "redirect_uri": config.redirect_uri,
             "scopes": config.scopes,
-            "optional_scopes": tuple(s for s in config.optional_scopes if s not in config.scopes),
+            "optional_scopes": config.optional_scopes,
             "endpoints": config.endpoints(),
         }
 
@@ -134,7 +137,9 @@ class _BaseOAuthClient:
         **Parameters:**
         * `state` - the nonce from `StateStore.issue` (RFC 6749 §10.12); echoed back.
         * `scopes`, `optional_scopes` - override the client's lists for this URL. A scope is
-          never put in both (HubSpot's scope-mismatch page, case C8): `ConfigurationError`.
+          never put in both (HubSpot's scope-mismatch page, case C8): `ConfigurationError`,
+          also when `scopes` names one of the client's optional scopes (pass
+          `optional_scopes` too to say what is optional for this URL).
         * `account_id` - pin the install to one HubSpot account (``/oauth/{id}/authorize``).
         * `code_challenge` - a PKCE S256 challenge; or pass the verifier as
           `code_verifier` (alias `pkce`) and the challenge is computed (RFC 7636 §4.2).
@@ -148,10 +153,15 @@ class _BaseOAuthClient:
                 raise ConfigurationError("code_challenge does not match code_verifier")
             code_challenge = challenge
         required = self.scopes if scopes is None else split_scopes(scopes)
-        if optional_scopes is None:
-            optional: tuple[str, ...] = tuple(s for s in self.optional_scopes if s not in required)
-        else:
-            optional = split_scopes(optional_scopes)
+        optional = (
+            self.optional_scopes if optional_scopes is None else split_scopes(optional_scopes)
+        )
+        _check_scope_lists(
+            required,
+            optional,
+            "scopes" if scopes is not None else "the client's scopes",
+            "optional_scopes" if optional_scopes is not None else "the client's optional_scopes",
+        )
         return protocol.authorization_url(
             self.endpoints,
             client_id=self.client_id,
@@ -237,6 +247,23 @@ class _BaseOAuthClient:
         detail = protocol.redact(str(exc) or type(exc).__name__, spec.secrets)
         return NetworkError(
             f"{spec.method} {_path_of(spec.safe_url)} {kind}: {type(exc).__name__}: {detail}"
+        )
+
+
+def _check_scope_lists(
+    required: Iterable[str], optional: Iterable[str], required_name: str, optional_name: str
+) -> None:
+    """One rule for the constructor, `from_config`/`from_env` and `authorization_url`: a
+    scope is required or optional, never both. HubSpot answers an install URL with an
+    optional scope in ``scope`` with its scope-mismatch page (reference §2.6, case C8), so
+    it is never moved there. Raises `ConfigurationError` naming the scopes."""
+    both = [s for s in required if s in set(optional)]
+    if both:
+        raise ConfigurationError(
+            f"scope(s) {', '.join(both)} listed as both required and optional (in "
+            f"{required_name} and {optional_name}): optional scopes must not be in "
+            "`scope`, HubSpot shows its scope-mismatch page for that (reference §2.6); "
+            "list each scope in only one of them"
         )
 
 
