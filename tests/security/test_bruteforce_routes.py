@@ -1,6 +1,6 @@
 """Brute force against the login form and the token endpoint (RFC 6749 §10.10): lockouts
-per account / per client and per remote address with exponential backoff, a clear answer
-(HubSpot's 429 shape on the token endpoint, a friendly page on login), and no user
+per account / per client at an address and per remote address with exponential backoff, a
+clear answer (HubSpot's 429 shape on the token endpoint, a friendly page on login), and no user
 enumeration on login (same page and the same argon2 work for an unknown e-mail as for a
 wrong password). The guard's clock is injected: no test sleeps or measures time."""
 
@@ -64,7 +64,7 @@ async def _token(client: httpx.AsyncClient, hubspot: LocalHubSpotHandle, secret:
 
 
 @pytest.mark.anyio
-async def test_token_endpoint_locks_a_client_after_ten_wrong_secrets(
+async def test_token_endpoint_locks_a_client_at_an_address_after_ten_wrong_secrets(
     hubspot: LocalHubSpotHandle, clock: FakeClock
 ) -> None:
     async with _client(hubspot, ATTACKER) as attacker, _client(hubspot, LEGIT) as legit:
@@ -74,8 +74,8 @@ async def test_token_endpoint_locks_a_client_after_ten_wrong_secrets(
             assert body["error"] == "invalid_client"
         code = hubspot.authorize()
         before = snapshot(hubspot.database_url)
-        # Locked: even the right secret, from another address, gets 429 (the client's key).
-        locked = await _token(legit, hubspot, hubspot.client_secret, code)
+        # Locked at that address: even the right secret gets 429 there …
+        locked = await _token(attacker, hubspot, hubspot.client_secret, code)
         body = assert_hubspot_error(locked, 429)
         assert body["category"] == "RATE_LIMITS"
         assert "Too many failed client authentications" in body["message"]
@@ -86,16 +86,46 @@ async def test_token_endpoint_locks_a_client_after_ten_wrong_secrets(
         error = error_from_response(429, locked.headers, locked.content,
                                     operation="authorization_code")
         assert isinstance(error, RateLimitError) and error.retry_after == 1
+        # … while the app, from its own address, is not locked out (the client_id is public).
+        assert (await _token(legit, hubspot, hubspot.client_secret, code)).status_code == 200
         # Backoff doubles with each further failure once the lock has passed.
         clock.now += 1
         assert (await _token(attacker, hubspot, "wrong")).status_code == 400
-        again = await _token(legit, hubspot, hubspot.client_secret)
+        again = await _token(attacker, hubspot, hubspot.client_secret)
         assert again.status_code == 429 and again.headers["retry-after"] == "2"
         clock.now += 2
-        ok = await _token(legit, hubspot, hubspot.client_secret)
+        ok = await _token(attacker, hubspot, hubspot.client_secret)
         assert ok.status_code == 200, ok.text
-        # A success clears the client's count.
+        # A success clears the count of the client at that address.
         assert (await _token(attacker, hubspot, "wrong")).status_code == 400
+
+
+@pytest.mark.anyio
+async def test_knowing_the_client_id_never_locks_the_app_out(
+    hubspot: LocalHubSpotHandle, clock: FakeClock
+) -> None:
+    # /tmp/adversary/bf2.py: one wrong secret per lock period, for as long as it takes, from
+    # an address of the attacker's; the app's refreshes from its own address still work.
+    async with _client(hubspot, ATTACKER) as attacker, _client(hubspot, LEGIT) as legit:
+        tokens = (await _token(legit, hubspot, hubspot.client_secret)).json()
+        longest = 0
+        for _ in range(60):
+            response = await attacker.post("/oauth/v3/token", data={
+                "grant_type": "refresh_token", "client_id": hubspot.client_id,
+                "client_secret": "wrong", "refresh_token": "x"})
+            if response.status_code == 429:
+                longest = max(longest, int(response.headers["retry-after"]))
+                clock.now += int(response.headers["retry-after"]) - 0.5
+        clock.now += 300
+        response = await attacker.post("/oauth/v3/token", data={
+            "grant_type": "refresh_token", "client_id": hubspot.client_id,
+            "client_secret": "wrong", "refresh_token": "x"})
+        assert response.status_code == 400  # a fresh failure: locked again, now
+        assert longest >= 64  # the attacker's own address is locked for a long time
+        refresh = await legit.post("/oauth/v3/token", data={
+            "grant_type": "refresh_token", "client_id": hubspot.client_id,
+            "client_secret": hubspot.client_secret, "refresh_token": tokens["refresh_token"]})
+        assert refresh.status_code == 200, refresh.text
 
 
 @pytest.mark.anyio
@@ -254,26 +284,30 @@ async def test_introspect_and_revoke_share_the_client_lockout(
         assert (await _token(attacker, hubspot, hubspot.client_secret)).status_code == 429
 
 
-def test_over_a_socket_rotating_forwarded_for_still_hits_the_client_lockout(
+def test_over_a_socket_rotating_forwarded_for_cannot_lock_out_the_client(
     clock: FakeClock,
 ) -> None:
     # uvicorn trusts X-Forwarded-For from 127.0.0.1 (its default `forwarded_allow_ips`), so
-    # a local caller can choose its address key; the client's key still locks it out.
+    # a local caller can choose its address key: each chosen address locks on its own, and
+    # none of them locks the app out of its token calls from its real address.
     with local_hubspot(serve=True) as hubspot:
         hubspot.app.state.bruteforce = default_guard(clock=clock)
         with httpx.Client(base_url=hubspot.base_url) as client:
-            for n in range(10):
-                response = client.post("/oauth/v3/token",
-                                       headers={"X-Forwarded-For": f"198.51.100.{n}"},
-                                       data={"grant_type": "refresh_token",
-                                             "client_id": hubspot.client_id,
-                                             "client_secret": "wrong", "refresh_token": "na1-x"})
-                assert response.status_code == 400
-            response = client.post("/oauth/v3/token",
-                                   headers={"X-Forwarded-For": "198.51.100.200"},
-                                   data={"grant_type": "authorization_code",
-                                         "client_id": hubspot.client_id,
-                                         "client_secret": hubspot.client_secret,
-                                         "code": hubspot.authorize(),
-                                         "redirect_uri": hubspot.redirect_uri})
-            assert_hubspot_error(response, 429)
+            def exchange(**headers: str) -> httpx.Response:
+                return client.post("/oauth/v3/token", headers=headers, data={
+                    "grant_type": "authorization_code", "client_id": hubspot.client_id,
+                    "client_secret": hubspot.client_secret, "code": hubspot.authorize(),
+                    "redirect_uri": hubspot.redirect_uri})
+
+            for n in range(12):
+                for _ in range(10):
+                    response = client.post("/oauth/v3/token",
+                                           headers={"X-Forwarded-For": f"198.51.100.{n}"},
+                                           data={"grant_type": "refresh_token",
+                                                 "client_id": hubspot.client_id,
+                                                 "client_secret": "wrong",
+                                                 "refresh_token": "na1-x"})
+                    assert response.status_code == 400
+            assert_hubspot_error(exchange(**{"X-Forwarded-For": "198.51.100.3"}), 429)
+            assert exchange(**{"X-Forwarded-For": "198.51.100.200"}).status_code == 200
+            assert exchange().status_code == 200

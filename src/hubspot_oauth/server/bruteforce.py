@@ -8,8 +8,10 @@ in-memory implementation. The routes decide what a key is and what counts as a f
 
 - login form: keys are the e-mail address (known or not) and the remote address; an
   unknown e-mail and a wrong password both count.
-- token endpoints: keys are the `client_id` and the remote address; failed client
-  authentication counts (unknown `client_id`, wrong `client_secret`).
+- token endpoints: keys are the (`client_id`, remote address) pair and the remote address;
+  failed client authentication counts (unknown `client_id`, wrong `client_secret`). Never
+  the `client_id` alone: it is public, so a lock on it would let anyone lock the app out of
+  its own token calls.
 
 Codes and refresh tokens carry 128 bits or more of randomness, so a wrong one is a client
 bug, not a guess worth counting; counting them would lock out an app whose users
@@ -277,9 +279,10 @@ def login_keys(email: str | None, remote: str | None) -> tuple[str, ...]:
 
 
 def token_keys(client_id: str | None, remote: str | None) -> tuple[str, ...]:
-    """Keys of a token-endpoint client authentication: the `client_id` and the remote
-    address."""
-    keys = [f"token-client:{_digest(client_id or '')}"]
+    """Keys of a token-endpoint client authentication: the `client_id` at the remote address,
+    and the remote address (not the public `client_id` alone: see the module docstring)."""
+    pair = f"{client_id or ''}\n{remote or ''}"
+    keys = [f"token-client:{_digest(pair)}"]
     if remote:
         keys.append(f"token-remote:{remote}")
     return tuple(keys)

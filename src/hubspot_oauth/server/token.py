@@ -95,8 +95,8 @@ def client_credentials(request: Request, form: dict[str, str]) -> tuple[str, str
 def client_guard(
     request: Request, client_id: str
 ) -> tuple[BruteForceGuard, tuple[str, ...]]:
-    """The brute-force guard and this client authentication's keys (the `client_id` and
-    the remote address; RFC 6749 §10.10, see bruteforce.py)."""
+    """The brute-force guard and this client authentication's keys (the `client_id` at the
+    remote address, and the remote address; RFC 6749 §10.10, see bruteforce.py)."""
     remote = request.client.host if request.client else None
     return guard_for(request.app.state), token_keys(client_id, remote)
 
@@ -105,7 +105,8 @@ def locked_response(request: Request, verdict: Verdict) -> Response:
     """429 in HubSpot's rate-limit shape, before the credentials are even looked at."""
     exc = HubSpotHTTPError(
         429, "RATE_LIMITS",
-        "Too many failed client authentications for this client_id (or from this address); "
+        "Too many failed client authentications from this address (for this client_id or "
+        "in all); "
         f"try again in {verdict.retry_after_header} seconds.",
         extra={"errorType": "RATE_LIMIT", "policyName": "FAILED_CLIENT_AUTHENTICATION"},
         headers={"Retry-After": verdict.retry_after_header, **NO_STORE})
