@@ -70,12 +70,14 @@ async def test_a_stored_lone_surrogate_never_breaks_a_listing(hs: Harness) -> No
 @pytest.mark.parametrize("body", [
     b'{"properties":' + b"[" * 50_000 + b"}",
     b"[" * 60_000,
+    b"[" * 33 + b"]" * 33,
     b'{"properties":{"a":' + b'{"b":' * 40 + b'"x"' + b"}" * 40 + b"}}",
 ])
 async def test_deeply_nested_json_is_a_400(hs: Harness, body: bytes) -> None:
     headers = await _writer(hs)
     response = await hs.client.post("/crm/v3/objects/contacts", content=body, headers=headers)
-    _assert_validation_error(response)
+    body_json = _assert_validation_error(response)
+    assert body_json["message"].startswith("Invalid input JSON")
     assert hs.hubspot.stats()["api"].get("ok", 0) == 0
 
 

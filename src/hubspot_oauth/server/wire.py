@@ -156,7 +156,10 @@ def parse_json(raw: bytes) -> Any:
     send them back)."""
     try:
         data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
+    except RecursionError:
+        raise bad_request(f"Invalid input JSON: nested deeper than {MAX_JSON_DEPTH} "
+                          "levels") from None
+    except (UnicodeDecodeError, ValueError):
         raise bad_request("Invalid input JSON: the body is not valid UTF-8 JSON") from None
     pending = [(data, 1)]
     while pending:  # iterative: the depth check itself must not recurse
