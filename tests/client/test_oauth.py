@@ -244,7 +244,36 @@ def test_secrets_a_server_echoes_are_in_no_error_attribute(make):
 
 
 @pytest.mark.parametrize(
-    "failure", [httpx.ConnectError("connection refused"), httpx.ReadTimeout("timed out")]
+    "failure",
+    [httpx.ReadTimeout("timed out"), httpx.RemoteProtocolError("Server disconnected"),
+     httpx.ReadError("connection reset")],
+)
+def test_a_refresh_that_may_have_reached_hubspot_is_not_sent_again(make, failure):
+    """A read timeout or a connection dropped after sending: HubSpot may have acted on the
+    refresh. Resending the same refresh token to a server with reuse detection (RFC 9700
+    §4.14.2) revokes the whole grant, so the retryable error goes to the caller."""
+    script = ScriptedHubSpot(failure, token_json())
+    run = make(script)
+    with pytest.raises(NetworkError) as info:
+        run.refresh(REFRESH)
+    assert len(script.requests) == 1 and run.sleeps == []
+    assert REFRESH not in str(info.value)
+    # The same failures of idempotent calls are still retried …
+    script = ScriptedHubSpot(failure, httpx.Response(200, json={
+        "active": True, "token_use": "access_token", "hub_id": 1, "expires_in": 60}))
+    assert make(script).introspect(ACCESS).active
+    assert len(script.requests) == 2
+    # … and so is a refresh when the policy says refresh tokens never rotate.
+    script = ScriptedHubSpot(failure, token_json())
+    policy = RetryPolicy(attempts=3, backoff=0.25, jitter=False, retry_unanswered_refresh=True)
+    assert make(script, retry=policy).refresh(REFRESH).access_token == ACCESS
+    assert len(script.requests) == 2
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [httpx.ConnectError("connection refused"), httpx.ConnectTimeout("timed out"),
+     httpx.PoolTimeout("no connection")],
 )
 def test_network_failures_are_network_errors_and_retried(make, failure):
     script = ScriptedHubSpot(failure, token_json())

@@ -313,6 +313,52 @@ def test_transient_failures_are_retried_by_the_client(hubspot: Any, make_store: 
     assert hubspot.refresh_count() == 1
 
 
+@pytest.mark.parametrize(
+    "rotation",
+    [pytest.param(r, marks=pytest.mark.hubspot(refresh_token_rotation=r))
+     for r in ("strict", "off")],
+)
+def test_a_refresh_answer_lost_to_a_timeout_is_not_resent_and_the_token_kept(
+    hubspot_server: Any, database_url: str, keys: list[str], stores: list[TokenStore],
+    rotation: str,
+) -> None:
+    """Adversarial review: HubSpot answers a refresh after the client's timeout. The
+    client once sent the same refresh token again; with reuse detection (RFC 9700
+    §4.14.2) the late original then revoked the grant, and the store saved a token that
+    already got 401. Now the retryable error reaches the caller and the stored token stays;
+    whatever the store calls active works."""
+    hubspot = hubspot_server
+    store = TokenStore(database_url, client=hubspot.oauth_client(timeout=1.0),
+                       encryption_keys=keys, clock=hubspot.now)
+    stores.append(store)
+    token = hubspot.connect()
+    key = store.save(token)
+    hubspot.fail_next("token", "delay", delay_ms=2500)  # longer than the client waits
+    with pytest.raises(RetryableError):
+        store.refresh(key)
+    for _ in range(300):  # until HubSpot has handled the slow request (bounded)
+        if hubspot.refresh_count() + hubspot.refresh_count("error") >= 1:
+            break
+        time.sleep(0.05)
+    assert hubspot.refresh_count() + hubspot.refresh_count("error") == 1  # sent once
+    kept = store.get(key)
+    assert (kept.access_token, kept.refresh_token) == (token.access_token, token.refresh_token)
+    assert store.connection(key).status == "active"
+    assert api_status(hubspot, store.get(key).access_token) == 200
+    # The next refresh: with rotation off it works; under strict rotation HubSpot has
+    # retired the refresh token and its successor was in the lost answer, so the honest
+    # end is "needs re-authorization" (never an active connection with a revoked token).
+    try:
+        fresh = store.refresh(key)
+    except ReauthorizationRequiredError:
+        assert rotation == "strict"
+        assert store.connection(key).status == "needs_reauthorization"
+    else:
+        assert rotation == "off"
+        assert store.connection(key).status == "active"
+        assert api_status(hubspot, fresh.access_token) == 200
+
+
 def test_an_abandoned_lease_expires_and_the_next_call_refreshes(
     hubspot: Any, make_store: Any
 ) -> None:

@@ -242,6 +242,21 @@ class _BaseOAuthClient:
         protocol.parse_revoke_response(status, headers, body, secrets=secrets)
         return None
 
+    def _retry_delay(
+        self, spec: RequestSpec, attempt: int, exc: RetryableError, waited: float
+    ) -> float | None:
+        """Seconds to wait before sending `spec` again, or None to raise `exc`."""
+        if (
+            spec.operation == "refresh_token"
+            and not self.retry.retry_unanswered_refresh
+            and _may_have_reached_server(exc)
+        ):
+            # HubSpot may have used the refresh token: with rotation and reuse detection
+            # (RFC 9700 §4.14.2) sending it again revokes the grant. The caller keeps its
+            # token and tries later (adversarial review: strict rotation + a slow answer).
+            return None
+        return self.retry.delay(attempt, exc, waited)
+
     def _network_error(self, spec: RequestSpec, exc: Exception) -> NetworkError:
         kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
         detail = protocol.redact(str(exc) or type(exc).__name__, spec.secrets)
@@ -265,6 +280,26 @@ def _check_scope_lists(
             "`scope`, HubSpot shows its scope-mismatch page for that (reference §2.6); "
             "list each scope in only one of them"
         )
+
+
+# httpx failures raised before any byte of the request left: the server cannot have acted.
+_NOT_SENT = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.ProxyError,
+    httpx.UnsupportedProtocol,
+    httpx.LocalProtocolError,
+)
+
+
+def _may_have_reached_server(exc: BaseException) -> bool:
+    """True for a `NetworkError` whose request may have been received (a read timeout, a
+    connection dropped after sending, …); False for an answer (5xx, 429) or a failure
+    before sending."""
+    if not isinstance(exc, NetworkError):
+        return False
+    return not isinstance(exc.__cause__, _NOT_SENT)
 
 
 def _path_of(url: str) -> str:
@@ -387,7 +422,7 @@ class OAuthClient(_BaseOAuthClient):
             try:
                 return self._parse(spec, self._send(spec), extra)
             except RetryableError as exc:
-                delay = self.retry.delay(attempt, exc, waited) if retry else None
+                delay = self._retry_delay(spec, attempt, exc, waited) if retry else None
                 if delay is None:
                     raise
                 _log.info("HubSpot %s failed (%s); retrying in %.1f s", spec.operation, exc, delay)
@@ -409,8 +444,11 @@ class OAuthClient(_BaseOAuthClient):
         """A new access token for `refresh_token` (RFC 6749 §6; reference §4).
 
         Returns a `Token`; when HubSpot rotates the refresh token it is the new one, when it
-        returns none the old one is kept. Transient failures (network, timeout, 5xx, 429
-        honouring ``Retry-After``) are retried under `retry`; a 4xx never is.
+        returns none the old one is kept. Transient failures (connect errors, 5xx, 429
+        honouring ``Retry-After``) are retried under `retry`; a 4xx never is, nor (unless
+        `RetryPolicy.retry_unanswered_refresh`) a request HubSpot may have received whose
+        answer was lost (read timeout, dropped connection): resending a used refresh token
+        revokes the grant under rotation with reuse detection (RFC 9700 §4.14.2).
         Raises `ReauthorizationRequiredError` (BAD_REFRESH_TOKEN / invalid_grant: revoked,
         uninstalled, or issued to another client — the message says which),
         `InvalidClientError`, `BadRequestError`, or the last `RetryableError`.
@@ -516,7 +554,7 @@ class AsyncOAuthClient(_BaseOAuthClient):
             try:
                 return self._parse(spec, await self._send(spec), extra)
             except RetryableError as exc:
-                delay = self.retry.delay(attempt, exc, waited) if retry else None
+                delay = self._retry_delay(spec, attempt, exc, waited) if retry else None
                 if delay is None:
                     raise
                 _log.info("HubSpot %s failed (%s); retrying in %.1f s", spec.operation, exc, delay)

@@ -29,6 +29,12 @@ class RetryPolicy:
       its `retry_after` so the caller can schedule the next try.
     * `jitter` - spread each computed wait over [50 %, 100 %] so many clients do not
       retry in step (default True). ``Retry-After`` values are used as given.
+    * `retry_unanswered_refresh` - also resend a refresh whose request may have reached
+      HubSpot but whose answer was lost (read timeout, connection dropped after sending).
+      Default False: with refresh-token rotation and reuse detection (RFC 9700 §4.14.2)
+      the resend revokes the whole grant, and whether HubSpot rotates is UNCONFIRMED
+      (reference §4.5). Set True only for a server that never rotates refresh tokens.
+      Failures before sending (connect errors) and 5xx/429 answers are always retried.
     """
 
     attempts: int = 3
@@ -36,6 +42,7 @@ class RetryPolicy:
     max_delay: float = 8.0
     max_total_wait: float = 30.0
     jitter: bool = True
+    retry_unanswered_refresh: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.attempts, int) or self.attempts < 1:
