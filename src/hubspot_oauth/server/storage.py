@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import logging
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -51,6 +52,7 @@ __all__ = [
     "write",
 ]
 
+log = logging.getLogger("hubspot_oauth.server")
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _BEGIN_OPTION = "hubspot_oauth_begin"
 
@@ -234,6 +236,8 @@ class FastTransaction:
                     with contextlib.suppress(self._dbapi_error):
                         self._raw.rollback()
                     raise wrapped from error
+                if self._inline is not None:
+                    self._inline.committed()
             else:
                 with contextlib.suppress(self._dbapi_error):  # the first error is reported
                     self._raw.rollback()
@@ -309,12 +313,21 @@ class InlineConnection:
     by another connection or process, like any other driver error, is a `FastPathMiss`
     and the caller runs the request in the thread pool, which waits as usual. One
     transaction at a time (a non-blocking lock); PostgreSQL and in-memory SQLite never
-    run inline (a network round trip or row lock must not block the loop)."""
+    run inline (a network round trip or row lock must not block the loop).
+
+    WAL checkpoints (copying the log into the database and syncing it, milliseconds)
+    would stall the loop when a commit here crossed SQLite's auto-checkpoint size; so
+    this connection never checkpoints, and every `CHECKPOINT_EVERY` commits a worker
+    thread runs a PASSIVE one (it never blocks writers) on a pooled connection."""
+
+    CHECKPOINT_EVERY = 200  # commits of a few pages each: about SQLite's 1000-page default
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._engine: Engine | None = None
         self._broken = False
+        self._commits = 0
+        self._checkpointing = False
         self.raw: Any = None
 
     def transaction(self, engine: Engine) -> FastTransaction:
@@ -343,7 +356,29 @@ class InlineConnection:
         finally:
             own.dispose()
         raw.dbapi_connection.execute("PRAGMA busy_timeout=0")
+        raw.dbapi_connection.execute("PRAGMA wal_autocheckpoint=0")
         self.raw, self._engine = raw, engine
+
+    def committed(self) -> None:
+        """Count a commit; start a checkpoint in a worker thread every so often."""
+        self._commits += 1
+        if self._commits >= self.CHECKPOINT_EVERY and not self._checkpointing:
+            self._commits = 0
+            self._checkpointing = True
+            threading.Thread(target=self._checkpoint, args=(self._engine,), daemon=True,
+                             name="hubspot-oauth-wal-checkpoint").start()
+
+    def _checkpoint(self, engine: Engine) -> None:
+        try:
+            raw = engine.raw_connection()
+            try:
+                raw.dbapi_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            finally:
+                raw.close()
+        except Exception:  # noqa: BLE001 - the next one (or any pooled commit) catches up
+            log.debug("WAL checkpoint failed", exc_info=True)
+        finally:
+            self._checkpointing = False
 
     def failed(self, exc: BaseException) -> None:
         """A driver error: keep the connection when the database was only busy (else it
