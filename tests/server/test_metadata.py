@@ -1,5 +1,5 @@
 """Token metadata (v1), introspection and revocation (v3/2026-03), validated against
-HubSpot's own OpenAPI document (shared/reference/hubspot-auth-oauth-openapi-2026-09.json)."""
+HubSpot's own OpenAPI document (tests/security/data/hubspot-auth-oauth-openapi-2026-09.json)."""
 
 from __future__ import annotations
 
@@ -11,25 +11,21 @@ import jsonschema_rs
 import pytest
 
 from hubspot_oauth.server import ServerSettings
-from tests.support.components import unavailable
 
 from .conftest import ACME, CLIENT, REDIRECT, Harness, assert_oauth_error, harness_for
 
 pytestmark = pytest.mark.anyio
 
-# The shared reference folder sits next to the repository (../shared/reference).
-SPEC_PATHS = [
-    Path(__file__).resolve().parents[3] / "shared" / "reference"
-    / "hubspot-auth-oauth-openapi-2026-09.json",
-]
+# HubSpot's OpenAPI document (2026-09), kept in the repository so the suite needs nothing
+# outside it; tests/security/test_openapi_document.py checks our schemas against it.
+SPEC_PATH = (
+    Path(__file__).resolve().parents[1] / "security" / "data"
+    / "hubspot-auth-oauth-openapi-2026-09.json"
+)
 
 
 def _spec() -> dict[str, Any]:
-    for path in SPEC_PATHS:
-        if path.exists():
-            return json.loads(path.read_text())
-    unavailable("HubSpot's OpenAPI reference", "shared/reference/ is not next to the repository")
-    raise AssertionError  # unreachable: unavailable() skips or fails
+    return json.loads(SPEC_PATH.read_text())
 
 
 def validate(schema_name: str, instance: Any) -> None:
