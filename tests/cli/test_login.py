@@ -260,3 +260,69 @@ def test_a_scope_both_required_and_optional_is_a_usage_error(local_hubspot, how)
     assert "automation" in lines[0] and "must not be in `scope`" in lines[0]
     assert "authorize" not in result.stdout and "Traceback" not in result.output
     assert TokenStore(local_hubspot.tokens_url).connections() == []
+
+
+def _start_login(local_hubspot: LocalHubSpot, timeout: int) -> tuple[subprocess.Popen, str]:
+    """`login --no-browser` in a subprocess (so a hang cannot hang the test run) and the
+    install URL it printed."""
+    env = {**os.environ, **local_hubspot.env()}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from hubspot_oauth.cli import main; main()", "login",
+         "--no-browser", "--timeout", str(timeout)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.strip().startswith("http"):
+            return proc, line.strip()
+    proc.kill()
+    raise AssertionError("login printed no URL: " + proc.communicate()[1])
+
+
+def _finish(proc: subprocess.Popen) -> tuple[str, str]:
+    try:
+        return proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        raise AssertionError(f"login kept running past its --timeout: {out} {err}") from None
+
+
+def test_an_idle_connection_to_the_port_does_not_block_the_callback(local_hubspot) -> None:
+    """A browser's speculative preconnect (or any client) holding an idle connection to
+    the redirect URI's port once blocked the one-request-at-a-time listener: the real
+    callback was never served and the install was lost (adversarial review)."""
+    port = urlsplit(local_hubspot.redirect_uri).port
+    proc, url = _start_login(local_hubspot, timeout=60)
+    try:
+        with socket.create_connection(("127.0.0.1", port)), \
+                socket.create_connection(("127.0.0.1", port)) as half:
+            half.sendall(b"GET /oauth-callback?state=x HTTP/1.1\r\n")  # never finished
+            try:
+                response = httpx.get(url, follow_redirects=True, timeout=20)
+            except httpx.TimeoutException:
+                response = None
+            out, err = _finish(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert response is not None, "the callback was not served"
+    assert response.status_code == 200 and "close this tab" in response.text
+    assert proc.returncode == 0, err
+    assert "Connected HubSpot account 1234567" in out
+    assert [c.key for c in TokenStore(local_hubspot.tokens_url).connections()] == ["1234567"]
+
+
+def test_timeout_is_honoured_with_an_idle_connection_open(local_hubspot) -> None:
+    port = urlsplit(local_hubspot.redirect_uri).port
+    proc, _url = _start_login(local_hubspot, timeout=2)
+    try:
+        with socket.create_connection(("127.0.0.1", port)):
+            out, err = _finish(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1
+    assert "timed out after 2 s" in err and len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
+    assert TokenStore(local_hubspot.tokens_url).connections() == []

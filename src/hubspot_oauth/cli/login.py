@@ -11,10 +11,11 @@ from __future__ import annotations
 import errno
 import html
 import socket
+import threading
 import time
 import webbrowser
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -47,23 +48,45 @@ class _Outcome:
     ignored: list[str] = field(default_factory=list)
 
 
-class _CallbackServer(HTTPServer):
-    """Serves exactly one path, the redirect URI's; one request at a time."""
+class _CallbackServer(ThreadingHTTPServer):
+    """Serves exactly one path, the redirect URI's.
+
+    Each connection gets its own daemon thread with a socket timeout: a client that holds
+    an idle connection (a browser's speculative preconnect) must not keep the real
+    callback from being served, nor the command past its --timeout. Callbacks themselves
+    are handled one at a time (state check, code exchange, save) under `callback_lock`.
+    """
 
     # SO_REUSEADDR: a second login right after the first must not trip over the first
     # one's TIME_WAIT connections; Linux still refuses a port another socket listens on.
     allow_reuse_address = True
+    daemon_threads = True  # an idle connection's thread never keeps the process alive
 
-    def __init__(self, address: tuple[str, int], family: int, path: str, handle: Any) -> None:
+    def __init__(self, address: tuple[str, int], family: int, path: str, handle: Any,
+                 is_done: Any = None) -> None:
         self.address_family = family
         self.callback_path = path
         self.handle_callback = handle
+        self.is_done = is_done or (lambda: False)
+        self.callback_lock = threading.Lock()
+        self.closed = False  # the wait is over: later callbacks change nothing
+        self.finished = threading.Event()  # the final page has been sent
         super().__init__(address, _CallbackHandler)
+
+    def close_unless_done(self) -> bool:
+        """At the deadline: True (and refuse later callbacks) unless a callback finished
+        the login; waits for a callback being handled right now."""
+        with self.callback_lock:
+            if self.is_done():
+                return False
+            self.closed = True
+            return True
 
 
 class _CallbackHandler(BaseHTTPRequestHandler):
     server: _CallbackServer
     server_version = "hubspot-oauth-login"
+    timeout = 30  # seconds a connection may sit idle or half-sent (socket timeout)
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         parts = urlsplit(self.path)
@@ -72,8 +95,19 @@ class _CallbackHandler(BaseHTTPRequestHandler):
                        "listener; nothing else lives here.")
             return
         params = {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-        status, title, text = self.server.handle_callback(params)
-        self._page(status, title, text)
+        with self.server.callback_lock:
+            if self.server.closed:
+                status, title, text = (410, "Login over", "The login in the terminal has "
+                                       "stopped waiting. Nothing was stored; run it again.")
+                done = False
+            else:
+                status, title, text = self.server.handle_callback(params)
+                done = self.server.is_done()
+        try:
+            self._page(status, title, text)
+        finally:
+            if done:
+                self.server.finished.set()
 
     def _page(self, status: int, title: str, text: str) -> None:
         body = (
@@ -113,11 +147,15 @@ def listen_address(redirect_uri: str) -> tuple[str, int, int, str]:
     return LOOPBACK_HOSTS[host], port, family, parts.path or "/"
 
 
-def open_listener(redirect_uri: str, handle: Any) -> _CallbackServer:
-    """Bind the redirect URI's port or fail with one line naming it (case C2)."""
+def open_listener(redirect_uri: str, handle: Any, is_done: Any = None) -> _CallbackServer:
+    """Bind the redirect URI's port or fail with one line naming it (case C2).
+
+    `handle(params) -> (status, title, text)` answers a callback; `is_done() -> bool` says
+    whether the login has its outcome (then the waiting loop ends once the page is sent).
+    """
     host, port, family, path = listen_address(redirect_uri)
     try:
-        return _CallbackServer((host, port), family, path, handle)
+        return _CallbackServer((host, port), family, path, handle, is_done)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             fail(
@@ -137,8 +175,8 @@ def open_listener(redirect_uri: str, handle: Any) -> _CallbackServer:
 )
 @client_options
 @click.option("--no-browser", is_flag=True, help="Print the install URL instead of opening it.")
-@click.option("--timeout", type=click.IntRange(min=1), default=300, show_default=True,
-              help="Seconds to wait for the browser to come back.")
+@click.option("--timeout", type=click.IntRange(min=1, max=86400), default=300,
+              show_default=True, help="Seconds to wait for the browser to come back.")
 @click.option("--account-id", type=click.IntRange(min=1), default=None,
               help="Pin the install to one HubSpot account (hub_id).")
 @click.option("--key", default=None, help="Store the connection under this key "
@@ -193,7 +231,10 @@ def login(no_browser: bool, timeout: int, account_id: int | None, key: str | Non
                 f"HubSpot account {token.hub_id} is connected. You can close this tab and go "
                 "back to the terminal.")
 
-    server = open_listener(config.redirect_uri, handle)
+    def is_done() -> bool:
+        return outcome.token is not None or outcome.error is not None
+
+    server = open_listener(config.redirect_uri, handle, is_done)
     try:
         store = TokenStore(database_url, client=client,
                            encryption_keys=list(config.encryption_keys) or None)
@@ -209,12 +250,18 @@ def login(no_browser: bool, timeout: int, account_id: int | None, key: str | Non
             webbrowser.open(url)
         click.echo(f"Waiting up to {timeout} s for {config.redirect_uri} …", file=out)
         deadline = time.monotonic() + timeout
-        while outcome.token is None and outcome.error is None:
+        # Each accepted connection is served in its own thread, so this loop keeps
+        # accepting (and watching the deadline) whatever one connection does.
+        while not server.finished.is_set():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                fail(f"timed out after {timeout} s: nobody completed the install in the "
-                     f"browser (HubSpot never redirected to {config.redirect_uri}); run "
-                     "`hubspot-oauth login` again")
+                if server.close_unless_done():
+                    fail(f"timed out after {timeout} s: nobody completed the install in the "
+                         f"browser (HubSpot never redirected to {config.redirect_uri}); run "
+                         "`hubspot-oauth login` again")
+                # A callback finished the login just now: let its page go out.
+                server.finished.wait(5)
+                break
             server.timeout = min(remaining, 0.5)
             server.handle_request()
     finally:
