@@ -163,3 +163,23 @@ def test_no_token_or_secret_reaches_the_logs(sqlite_url: str,
     for secret in (code, tokens["access_token"], tokens["refresh_token"],
                    CLIENT["client_secret"]):
         assert secret not in text  # ... without a token or secret
+
+
+@pytest.mark.parametrize(
+    "path", ["/oauth/v3/token/", "/oauth/v1/token/", "/crm/v3/objects/contacts/"]
+)
+def test_a_trailing_slash_is_not_redirected(sqlite_url: str, path: str) -> None:
+    """A 307 to the slash-less path would make clients re-post their credentials to it;
+    HubSpot answers an unknown path with 404, and so do we (HubSpot's JSON shape)."""
+    app = create_app(ServerSettings(database_url=sqlite_url))
+    transport = InProcessTransport(app)
+    try:
+        with httpx.Client(transport=transport, base_url="http://local-hubspot.test") as client:
+            response = client.post(path, data={"grant_type": "refresh_token", **CLIENT,
+                                               "refresh_token": "na1-x"})
+    finally:
+        transport.shutdown()
+        app.state.hubspot.close()
+    assert response.status_code == 404
+    assert "location" not in response.headers
+    assert response.json()["correlationId"]

@@ -185,6 +185,8 @@ def create_app(settings: ServerSettings | None = None) -> Starlette:
         routes=routes,
         exception_handlers={HTTPException: _http_error, HubSpotHTTPError: _hubspot_error},
     )
+    # No 307 from /path/ to /path: a client would re-post its credentials (HubSpot: 404).
+    app.router.redirect_slashes = False
     app.add_middleware(HubSpotMiddleware)
     app.state.hubspot = hubspot
     app.state.settings = settings
