@@ -21,7 +21,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 from urllib.parse import urlsplit
 
 import anyio
@@ -39,14 +39,13 @@ from ..tokens import Token, looks_like_access_token
 from . import protocol
 from .config import DEFAULT_REDIRECT_URI, DEFAULT_SCOPES, ClientConfig
 from .protocol import RequestSpec, TokenInfo
-from .retry import DEFAULT_RETRY, RetryPolicy
+from .retry import DEFAULT_RETRY, RetryPolicy, Sleep, Tries
 
 __all__ = ["DEFAULT_TIMEOUT", "AsyncOAuthClient", "OAuthClient"]
 
 DEFAULT_TIMEOUT = 10.0
 
 T = TypeVar("T")
-_log = logging.getLogger("hubspot_oauth.client")
 ACCESS_TOKEN_HINT = "access_token"
 
 
@@ -62,6 +61,8 @@ class _BaseOAuthClient:
         scopes: Iterable[str] | str = DEFAULT_SCOPES,
         optional_scopes: Iterable[str] | str | None = (),
         endpoints: Endpoints | None = None,
+        transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None,
+        http_client: httpx.Client | httpx.AsyncClient | None = None,
         timeout: float | httpx.Timeout | None = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
     ) -> None:
@@ -93,6 +94,27 @@ class _BaseOAuthClient:
         if not isinstance(self.retry, RetryPolicy):
             raise ConfigurationError("retry must be a RetryPolicy")
         _redact_httpx_logs()
+        self._owns_http = http_client is None
+        self._open_http(transport, http_client, timeout)
+
+    def _open_http(self, transport: Any, http_client: Any, timeout: Any) -> None:
+        """Check `transport`/`http_client` and set `_http` and `_sleep` (the I/O side)."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_config(cls, config: ClientConfig, **kwargs: Any) -> Self:
+        """A client from `ClientConfig` settings; `kwargs` as the constructor's (transport,
+        http_client, timeout, retry). Raises `ConfigurationError` naming missing settings."""
+        return cls(**{**cls._config_kwargs(config), **kwargs})
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Self:
+        """A client from the environment (DESIGN §3 names: ``HUBSPOT_CLIENT_ID``, …).
+
+        `overrides` may hold settings (as `ClientConfig.from_env`) and constructor
+        arguments (transport, http_client, timeout, retry)."""
+        kwargs = {k: overrides.pop(k) for k in _CLIENT_ONLY if k in overrides}
+        return cls.from_config(ClientConfig.from_env(environ, **overrides), **kwargs)
 
     @classmethod
     def _config_kwargs(cls, config: ClientConfig) -> dict[str, Any]:
@@ -242,20 +264,28 @@ class _BaseOAuthClient:
         protocol.parse_revoke_response(status, headers, body, secrets=secrets)
         return None
 
-    def _retry_delay(
-        self, spec: RequestSpec, attempt: int, exc: RetryableError, waited: float
-    ) -> float | None:
-        """Seconds to wait before sending `spec` again, or None to raise `exc`."""
-        if (
-            spec.operation == "refresh_token"
-            and not self.retry.retry_unanswered_refresh
-            and _may_have_reached_server(exc)
-        ):
-            # HubSpot may have used the refresh token: with rotation and reuse detection
-            # (RFC 9700 §4.14.2) sending it again revokes the grant. The caller keeps its
-            # token and tries later (adversarial review: strict rotation + a slow answer).
-            return None
-        return self.retry.delay(attempt, exc, waited)
+    def _tries(self, spec: RequestSpec, retry: bool) -> Tries:
+        return Tries(self.retry, spec.operation, enabled=retry)
+
+    def _step(
+        self, spec: RequestSpec, tries: Tries, outcome: httpx.Response | NetworkError, extra: Any
+    ) -> Any:
+        """One try's outcome (an answer, or the failure to get one) parsed: the result, or
+        `Sleep` to send again; raises the error when `tries` says to give up."""
+        try:
+            if isinstance(outcome, NetworkError):
+                raise outcome
+            return self._parse(spec, outcome, extra)
+        except RetryableError as exc:
+            sleep = tries.after_failure(exc, may_have_reached_server=_may_have_reached_server(exc))
+            if sleep is None:
+                raise
+            return sleep
+
+    def _network_outcome(self, spec: RequestSpec, exc: httpx.HTTPError) -> NetworkError:
+        error = self._network_error(spec, exc)
+        error.__cause__ = exc  # as `raise … from exc`; `_may_have_reached_server` reads it
+        return error
 
     def _network_error(self, spec: RequestSpec, exc: Exception) -> NetworkError:
         kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
@@ -341,30 +371,9 @@ class OAuthClient(_BaseOAuthClient):
     a scope both required and optional. Use as a context manager or call `close()`.
     """
 
-    def __init__(
-        self,
-        *,
-        client_id: str,
-        client_secret: str,
-        redirect_uri: str = DEFAULT_REDIRECT_URI,
-        scopes: Iterable[str] | str = DEFAULT_SCOPES,
-        optional_scopes: Iterable[str] | str | None = (),
-        endpoints: Endpoints | None = None,
-        transport: httpx.BaseTransport | None = None,
-        http_client: httpx.Client | None = None,
-        timeout: float | httpx.Timeout | None = DEFAULT_TIMEOUT,
-        retry: RetryPolicy | None = None,
+    def _open_http(
+        self, transport: httpx.BaseTransport | None, http_client: httpx.Client | None, timeout: Any
     ) -> None:
-        super().__init__(
-            client_id=client_id,
-            client_secret=client_secret,
-            redirect_uri=redirect_uri,
-            scopes=scopes,
-            optional_scopes=optional_scopes,
-            endpoints=endpoints,
-            timeout=timeout,
-            retry=retry,
-        )
         if http_client is not None and not isinstance(http_client, httpx.Client):
             raise ConfigurationError("http_client must be an httpx.Client (not AsyncClient)")
         if transport is not None and not isinstance(transport, httpx.BaseTransport):
@@ -372,26 +381,10 @@ class OAuthClient(_BaseOAuthClient):
                 "transport must be a synchronous httpx transport; use AsyncOAuthClient "
                 "for httpx.ASGITransport"
             )
-        self._owns_http = http_client is None
         self._http = http_client or httpx.Client(
             transport=transport, timeout=timeout, follow_redirects=False
         )
         self._sleep: Callable[[float], None] = time.sleep
-
-    @classmethod
-    def from_config(cls, config: ClientConfig, **kwargs: Any) -> OAuthClient:
-        """A client from `ClientConfig` settings; `kwargs` as the constructor's (transport,
-        http_client, timeout, retry). Raises `ConfigurationError` naming missing settings."""
-        return cls(**{**cls._config_kwargs(config), **kwargs})
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> OAuthClient:
-        """A client from the environment (DESIGN §3 names: ``HUBSPOT_CLIENT_ID``, …).
-
-        `overrides` may hold settings (as `ClientConfig.from_env`) and constructor
-        arguments (transport, http_client, timeout, retry)."""
-        kwargs = {k: overrides.pop(k) for k in _CLIENT_ONLY if k in overrides}
-        return cls.from_config(ClientConfig.from_env(environ, **overrides), **kwargs)
 
     def __enter__(self) -> OAuthClient:
         return self
@@ -404,7 +397,7 @@ class OAuthClient(_BaseOAuthClient):
         if self._owns_http:
             self._http.close()
 
-    def _send(self, spec: RequestSpec) -> httpx.Response:
+    def _send(self, spec: RequestSpec) -> httpx.Response | NetworkError:
         try:
             response = self._http.request(
                 spec.method, spec.url, headers=spec.headers, data=spec.data
@@ -412,22 +405,13 @@ class OAuthClient(_BaseOAuthClient):
             response.read()
             return response
         except httpx.HTTPError as exc:
-            raise self._network_error(spec, exc) from exc
+            return self._network_outcome(spec, exc)
 
     def _call(self, spec: RequestSpec, extra: Any = None, *, retry: bool = True) -> Any:
-        waited = 0.0
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return self._parse(spec, self._send(spec), extra)
-            except RetryableError as exc:
-                delay = self._retry_delay(spec, attempt, exc, waited) if retry else None
-                if delay is None:
-                    raise
-                _log.info("HubSpot %s failed (%s); retrying in %.1f s", spec.operation, exc, delay)
-                self._sleep(delay)
-                waited += delay
+        tries = self._tries(spec, retry)
+        while isinstance(step := self._step(spec, tries, self._send(spec), extra), Sleep):
+            self._sleep(step.seconds)
+        return step
 
     def exchange_code(self, code: str, code_verifier: str | None = None) -> Token:
         """Exchange an authorization code for tokens (RFC 6749 §4.1.3; reference §4).
@@ -478,52 +462,20 @@ class AsyncOAuthClient(_BaseOAuthClient):
     async transports such as `httpx.ASGITransport`), same results, same errors; use
     ``async with`` or ``await client.aclose()``."""
 
-    def __init__(
+    def _open_http(
         self,
-        *,
-        client_id: str,
-        client_secret: str,
-        redirect_uri: str = DEFAULT_REDIRECT_URI,
-        scopes: Iterable[str] | str = DEFAULT_SCOPES,
-        optional_scopes: Iterable[str] | str | None = (),
-        endpoints: Endpoints | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-        http_client: httpx.AsyncClient | None = None,
-        timeout: float | httpx.Timeout | None = DEFAULT_TIMEOUT,
-        retry: RetryPolicy | None = None,
+        transport: httpx.AsyncBaseTransport | None,
+        http_client: httpx.AsyncClient | None,
+        timeout: Any,
     ) -> None:
-        super().__init__(
-            client_id=client_id,
-            client_secret=client_secret,
-            redirect_uri=redirect_uri,
-            scopes=scopes,
-            optional_scopes=optional_scopes,
-            endpoints=endpoints,
-            timeout=timeout,
-            retry=retry,
-        )
         if http_client is not None and not isinstance(http_client, httpx.AsyncClient):
             raise ConfigurationError("http_client must be an httpx.AsyncClient")
         if transport is not None and not isinstance(transport, httpx.AsyncBaseTransport):
             raise ConfigurationError("transport must be an async httpx transport")
-        self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(
             transport=transport, timeout=timeout, follow_redirects=False
         )
         self._sleep: Callable[[float], Any] = anyio.sleep
-
-    @classmethod
-    def from_config(cls, config: ClientConfig, **kwargs: Any) -> AsyncOAuthClient:
-        """As `OAuthClient.from_config`."""
-        return cls(**{**cls._config_kwargs(config), **kwargs})
-
-    @classmethod
-    def from_env(
-        cls, environ: Mapping[str, str] | None = None, **overrides: Any
-    ) -> AsyncOAuthClient:
-        """As `OAuthClient.from_env`."""
-        kwargs = {k: overrides.pop(k) for k in _CLIENT_ONLY if k in overrides}
-        return cls.from_config(ClientConfig.from_env(environ, **overrides), **kwargs)
 
     async def __aenter__(self) -> AsyncOAuthClient:
         return self
@@ -536,7 +488,7 @@ class AsyncOAuthClient(_BaseOAuthClient):
         if self._owns_http:
             await self._http.aclose()
 
-    async def _send(self, spec: RequestSpec) -> httpx.Response:
+    async def _send(self, spec: RequestSpec) -> httpx.Response | NetworkError:
         try:
             response = await self._http.request(
                 spec.method, spec.url, headers=spec.headers, data=spec.data
@@ -544,22 +496,13 @@ class AsyncOAuthClient(_BaseOAuthClient):
             await response.aread()
             return response
         except httpx.HTTPError as exc:
-            raise self._network_error(spec, exc) from exc
+            return self._network_outcome(spec, exc)
 
     async def _call(self, spec: RequestSpec, extra: Any = None, *, retry: bool = True) -> Any:
-        waited = 0.0
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return self._parse(spec, await self._send(spec), extra)
-            except RetryableError as exc:
-                delay = self._retry_delay(spec, attempt, exc, waited) if retry else None
-                if delay is None:
-                    raise
-                _log.info("HubSpot %s failed (%s); retrying in %.1f s", spec.operation, exc, delay)
-                await self._sleep(delay)
-                waited += delay
+        tries = self._tries(spec, retry)
+        while isinstance(step := self._step(spec, tries, await self._send(spec), extra), Sleep):
+            await self._sleep(step.seconds)
+        return step
 
     async def exchange_code(self, code: str, code_verifier: str | None = None) -> Token:
         """As `OAuthClient.exchange_code`."""

@@ -9,11 +9,14 @@ request again cannot succeed. HubSpot asks clients to back off on 429 and honour
 from __future__ import annotations
 
 import dataclasses
+import logging
 import random
 
 from ..errors import ConfigurationError, RetryableError
 
-__all__ = ["DEFAULT_RETRY", "NO_RETRY", "RetryPolicy"]
+__all__ = ["DEFAULT_RETRY", "NO_RETRY", "RetryPolicy", "Sleep", "Tries"]
+
+_log = logging.getLogger("hubspot_oauth.client")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -74,3 +77,52 @@ class RetryPolicy:
 
 DEFAULT_RETRY = RetryPolicy()
 NO_RETRY = RetryPolicy(attempts=1)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Sleep:
+    """Wait `seconds`, then send the same request again."""
+
+    seconds: float
+
+
+class Tries:
+    """The retry decisions of one call under a `RetryPolicy` (no I/O: the caller sends and
+    sleeps, so the sync and async clients share every rule).
+
+    After each failed try, `after_failure` says `Sleep(seconds)` (wait, then send again) or
+    None (raise the error). `enabled=False` tries once (``exchange_code``: a code is single
+    use, RFC 6749 §4.1.2).
+    """
+
+    __slots__ = ("attempt", "enabled", "operation", "policy", "waited")
+
+    def __init__(self, policy: RetryPolicy, operation: str, *, enabled: bool = True) -> None:
+        self.policy = policy
+        self.operation = operation
+        self.enabled = enabled
+        self.attempt = 0
+        self.waited = 0.0
+
+    def after_failure(self, error: BaseException, *, may_have_reached_server: bool) -> Sleep | None:
+        """`error` ended the latest try; `may_have_reached_server` is True when the request
+        may have been received but its answer was lost (not for an answer, nor a failure
+        before sending)."""
+        self.attempt += 1
+        if not self.enabled:
+            return None
+        if (
+            self.operation == "refresh_token"
+            and not self.policy.retry_unanswered_refresh
+            and may_have_reached_server
+        ):
+            # HubSpot may have used the refresh token: with rotation and reuse detection
+            # (RFC 9700 §4.14.2) sending it again revokes the grant. The caller keeps its
+            # token and tries later (adversarial review: strict rotation + a slow answer).
+            return None
+        delay = self.policy.delay(self.attempt, error, self.waited)
+        if delay is None:
+            return None
+        _log.info("HubSpot %s failed (%s); retrying in %.1f s", self.operation, error, delay)
+        self.waited += delay
+        return Sleep(delay)
