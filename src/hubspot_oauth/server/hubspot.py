@@ -28,7 +28,7 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -236,6 +236,21 @@ def _bad_client_id(client_id: str) -> OAuthError:
 
 _BAD_SECRET = OAuthError("invalid_client", "BAD_CLIENT_SECRET",
                          "invalid client_secret for this client_id")
+
+
+def _fast_first(usable: bool, inline: bool,
+                fast: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
+    """`fast()` when `usable`, or None (also on its `FastPathMiss`) to take the general
+    path; an `inline` caller cannot take that path, so it gets `FastPathMiss` instead."""
+    if usable:
+        try:
+            return fast()
+        except FastPathMiss:
+            if inline:
+                raise
+    elif inline:
+        raise FastPathMiss
+    return None
 
 
 def _bad_refresh(message: str = "missing or invalid refresh token") -> OAuthError:
@@ -757,15 +772,10 @@ class LocalHubSpot:
         (call again without `inline`, from a worker thread)."""
         rotation = self.settings.refresh_token_rotation
         digest = token_digest(refresh_token)
-        if rotation == "off":
-            try:
-                return self._refresh_fast(client_id, client_secret, digest, refresh_token,
-                                          fault_endpoint, inline)
-            except FastPathMiss:
-                if inline:
-                    raise
-        elif inline:
-            raise FastPathMiss
+        fast = _fast_first(rotation == "off", inline, lambda: self._refresh_fast(
+            client_id, client_secret, digest, refresh_token, fault_endpoint, inline))
+        if fast is not None:
+            return fast
 
         def body(conn: Connection, now: float) -> dict[str, Any]:
             app = self._client(client_id, client_secret)
@@ -932,15 +942,10 @@ class LocalHubSpot:
         `OAuthError` for bad client credentials. `inline`: as `refresh` says."""
         order = ("refresh_token", "access_token") if token_type_hint == "refresh_token" \
             else ("access_token", "refresh_token")
-        if order[0] == "access_token":
-            try:
-                return self._introspect_fast(client_id, client_secret, token, fault_endpoint,
-                                             inline)
-            except FastPathMiss:
-                if inline:
-                    raise
-        elif inline:
-            raise FastPathMiss
+        fast = _fast_first(order[0] == "access_token", inline, lambda: self._introspect_fast(
+            client_id, client_secret, token, fault_endpoint, inline))
+        if fast is not None:
+            return fast
 
         def body(conn: Connection, now: float) -> dict[str, Any]:
             app = self._client(client_id, client_secret)

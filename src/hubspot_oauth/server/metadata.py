@@ -16,14 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .token import (
-    client_credentials,
-    client_guard,
-    locked_response,
-    read_params,
-    record_client_auth,
-    run_with_faults,
-)
+from .token import client_credentials, guarded_run, read_params
 from .wire import (
     CORRELATION_HEADER,
     NO_STORE,
@@ -107,30 +100,20 @@ def _introspection_endpoint(version: str, action: str):  # noqa: ANN202
         except HubSpotHTTPError as exc:
             await hubspot.call(hubspot.count, action, "", "error")
             return error_response(request, exc)
-        guard, keys = client_guard(request, client_id)
-        verdict = guard.check(*keys)
-        if not verdict.allowed:
-            await hubspot.call(hubspot.count, action, "", "error")
-            return locked_response(request, verdict)
         method = hubspot.introspect if action == "introspect" else hubspot.revoke
         inline = None
         if action == "introspect":
             inline = lambda fault_endpoint: hubspot.introspect(  # noqa: E731
                 client_id=client_id, client_secret=client_secret, token=token,
                 token_type_hint=hint, fault_endpoint=fault_endpoint, inline=True)
-        try:
-            result = await run_with_faults(
-                request, action,
-                lambda fault_endpoint: method(client_id=client_id, client_secret=client_secret,
-                                              token=token, token_type_hint=hint,
-                                              fault_endpoint=fault_endpoint),
-                (action, ""), inline)
-        except HubSpotHTTPError as exc:
-            record_client_auth(guard, keys, exc)
-            return error_response(request, exc)
+        result = await guarded_run(
+            request, client_id, action, "",
+            lambda fault_endpoint: method(client_id=client_id, client_secret=client_secret,
+                                          token=token, token_type_hint=hint,
+                                          fault_endpoint=fault_endpoint),
+            inline)
         if isinstance(result, Response):
             return result
-        record_client_auth(guard, keys, None)
         if action == "revoke":
             return Response(b"", status_code=200,
                             headers={CORRELATION_HEADER: correlation_id(request), **NO_STORE})

@@ -158,6 +158,29 @@ async def run_with_faults(request: Request, endpoint: str, call: Callable[..., A
     return await request.app.state.hubspot.call(call, None)
 
 
+async def guarded_run(request: Request, client_id: str, endpoint: str, grant_type: str,
+                      call: Callable[..., Any],
+                      inline: Callable[[str], Any] | None = None) -> Any:
+    """`run_with_faults` behind the client-authentication brute-force guard: a locked-out
+    client gets 429 (counted as an error of `endpoint`/`grant_type`) before its credentials
+    are looked at, and each outcome is recorded with the guard. Returns the call's result
+    or a `Response` to send."""
+    guard, keys = client_guard(request, client_id)
+    verdict = guard.check(*keys)
+    if not verdict.allowed:
+        hubspot = request.app.state.hubspot
+        await hubspot.call(hubspot.count, endpoint, grant_type, "error")
+        return locked_response(request, verdict)
+    try:
+        result = await run_with_faults(request, endpoint, call, (endpoint, grant_type), inline)
+    except HubSpotHTTPError as exc:
+        record_client_auth(guard, keys, exc)
+        return error_response(request, exc)
+    if not isinstance(result, Response):
+        record_client_auth(guard, keys, None)
+    return result
+
+
 def fault_response(request: Request, fault: Fault, grant_type: str = "") -> Response | None:
     """The answer a queued fault makes (None for a pure ``delay``)."""
     kind = fault.fault
@@ -237,21 +260,9 @@ def _token_endpoint(version: str):  # noqa: ANN202
             grant_type = grant_type or _grant_type_sent(request)
             await hubspot.call(hubspot.count, "token", _grant_key(grant_type), "error")
             return error_response(request, exc)
-        guard, keys = client_guard(request, client_id)
-        verdict = guard.check(*keys)
-        if not verdict.allowed:
-            await hubspot.call(hubspot.count, "token", grant_type, "error")
-            return locked_response(request, verdict)
-
-        try:
-            payload = await run_with_faults(request, "token", call, ("token", grant_type),
-                                            inline_call)
-        except HubSpotHTTPError as exc:
-            record_client_auth(guard, keys, exc)
-            return error_response(request, exc)
+        payload = await guarded_run(request, client_id, "token", grant_type, call, inline_call)
         if isinstance(payload, Response):
             return payload
-        record_client_auth(guard, keys, None)
         if version != "v1":
             payload["token_use"] = "access_token"
         return json_response(request, payload, 200, NO_STORE)
