@@ -262,7 +262,6 @@ class _SQLBackend:
         from .migrations import ensure_schema
         from .migrations.tables import states
 
-        self._sa = sa
         self._table = states
         if isinstance(url, sa.Engine):
             self._engine, self._owns_engine = url, False
@@ -287,14 +286,14 @@ class _SQLBackend:
 
     def _guard(self, operation: Callable[[], Any]) -> Any:
         """Run a database operation; an unreachable database is a retryable error."""
-        sa = self._sa
-        try:
-            return operation()
-        except (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError) as exc:
-            raise StateStoreUnavailableError(
-                f"the state store database {self.display_url} is unavailable "
-                f"({type(getattr(exc, 'orig', exc)).__name__}); try again"
-            ) from None
+        from ._database import guarded  # with SQLAlchemy: only for a database URL
+
+        return guarded(operation, self._unavailable)
+
+    def _unavailable(self, reason: str) -> StateStoreUnavailableError:
+        return StateStoreUnavailableError(
+            f"the state store database {self.display_url} is unavailable ({reason}); try again"
+        )
 
     def insert(
         self,
@@ -304,30 +303,24 @@ class _SQLBackend:
         issued_at: datetime,
         expires_at: datetime,
     ) -> None:
-        self._guard(lambda: self._insert(digest, payload, code_verifier, issued_at, expires_at))
-
-    def _insert(
-        self,
-        digest: str,
-        payload: str,
-        code_verifier: str | None,
-        issued_at: datetime,
-        expires_at: datetime,
-    ) -> None:
         t = self._table
-        with self._engine.begin() as connection:
-            connection.execute(
-                t.insert().values(
-                    nonce_digest=digest,
-                    payload=payload,
-                    code_verifier=code_verifier,
-                    created_at=issued_at,
-                    expires_at=expires_at,
+
+        def run() -> None:
+            with self._engine.begin() as connection:
+                connection.execute(
+                    t.insert().values(
+                        nonce_digest=digest,
+                        payload=payload,
+                        code_verifier=code_verifier,
+                        created_at=issued_at,
+                        expires_at=expires_at,
+                    )
                 )
-            )
-            self._inserts += 1
-            if self._inserts % 100 == 1:  # sweep now and then, not on every issue
-                connection.execute(t.delete().where(t.c.expires_at < issued_at - _KEEP_EXPIRED))
+                self._inserts += 1
+                if self._inserts % 100 == 1:  # sweep now and then, not on every issue
+                    connection.execute(t.delete().where(t.c.expires_at < issued_at - _KEEP_EXPIRED))
+
+        self._guard(run)
 
     def take(self, digest: str) -> _Row | None:
         t = self._table

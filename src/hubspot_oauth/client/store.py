@@ -78,6 +78,7 @@ from ..errors import (
     TokenStoreError,
 )
 from ..tokens import Token
+from ._database import guarded
 from .config import ClientConfig
 from .crypto import KeyRing
 from .migrations import ensure_schema
@@ -375,14 +376,13 @@ class TokenStore:
 
     def _guard(self, operation: Callable[[], Any]) -> Any:
         """Run a database operation; turn an unreachable database into a retryable error."""
-        try:
-            return operation()
-        except (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError) as exc:
-            raise StoreUnavailableError(
-                f"the token store database {self.database_url} is unavailable "
-                f"({type(getattr(exc, 'orig', exc)).__name__}); nothing was changed, "
-                f"try again"
-            ) from None
+        return guarded(operation, self._unavailable)
+
+    def _unavailable(self, reason: str) -> StoreUnavailableError:
+        return StoreUnavailableError(
+            f"the token store database {self.database_url} is unavailable ({reason}); "
+            "nothing was changed, try again"
+        )
 
     def _lock_for(self, key: str) -> threading.Lock:
         with self._locks_guard:
