@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.components import IN_CI, free_port, unavailable
-from tests.support.postgres import PostgresCluster
+from tests.support.components import IN_CI, free_port
+from tests.support.postgres import PostgresCluster, running_cluster
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
@@ -26,15 +26,16 @@ def _clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="session")
 def postgres_cluster() -> Iterator[PostgresCluster]:
     """One throwaway PostgreSQL server for the whole run."""
-    try:
-        cluster = PostgresCluster()
-        cluster.start()
-    except Exception as exc:  # noqa: BLE001 - any failure means "not available here"
-        unavailable("PostgreSQL", str(exc)[:300])
-    try:
+    with running_cluster() as cluster:
         yield cluster
-    finally:
-        cluster.destroy()
+
+
+@pytest.fixture
+def private_postgres_cluster() -> Iterator[PostgresCluster]:
+    """A PostgreSQL server of this test's own, which it may stop and start (stopping the
+    session's `postgres_cluster` would break other tests)."""
+    with running_cluster() as cluster:
+        yield cluster
 
 
 @pytest.fixture

@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from tests.support.components import unavailable
 from tests.support.postgres import PostgresCluster
 
 from hubspot_oauth import TokenStore
@@ -23,25 +21,11 @@ from hubspot_oauth.errors import RetryableError
 pytestmark = pytest.mark.postgres
 
 
-@pytest.fixture
-def private_cluster() -> Iterator[PostgresCluster]:
-    """A PostgreSQL server of our own: this test stops it, others must not notice."""
-    try:
-        cluster = PostgresCluster()
-        cluster.start()
-    except Exception as exc:  # noqa: BLE001 - any failure means "not available here"
-        unavailable("PostgreSQL", str(exc)[:300])
-    try:
-        yield cluster
-    finally:
-        cluster.destroy()
-
-
 @pytest.mark.hubspot(refresh_token_rotation="rotate")
 def test_a_restart_fails_calls_retryably_and_loses_no_token(
-    hubspot: Any, private_cluster: PostgresCluster, tmp_path: Path
+    hubspot: Any, private_postgres_cluster: PostgresCluster, tmp_path: Path
 ) -> None:
-    url = private_cluster.create_database()
+    url = private_postgres_cluster.create_database()
     store = TokenStore(url, client=hubspot.oauth_client(), clock=hubspot.now,
                        encryption_keys=[KeyRing.generate_key()])
     watcher = sa.create_engine(url, poolclass=sa.pool.NullPool)
@@ -50,12 +34,12 @@ def test_a_restart_fails_calls_retryably_and_loses_no_token(
         hubspot.advance(1800)
 
         # 1. The database is down: the call fails with a retryable error, nothing changes.
-        private_cluster.stop("fast")
+        private_postgres_cluster.stop("fast")
         with pytest.raises(RetryableError) as info:
             store.access_token(key)
         assert isinstance(info.value, StoreUnavailableError)
         assert hubspot.refresh_count() == 0
-        private_cluster.restart_start_only()
+        private_postgres_cluster.restart_start_only()
         first = store.access_token(key)
         assert hubspot.refresh_count() == 1
 
@@ -81,7 +65,7 @@ def test_a_restart_fails_calls_retryably_and_loses_no_token(
                     "SELECT refreshing_until FROM hubspot_oauth_connections"
                 )).scalar() is not None
         assert leased
-        private_cluster.stop("fast")
+        private_postgres_cluster.stop("fast")
         assert hubspot.refresh_count() == 1  # HubSpot has not answered yet
         deadline = time.monotonic() + 30
         while hubspot.refresh_count() < 2 and time.monotonic() < deadline:
@@ -89,7 +73,7 @@ def test_a_restart_fails_calls_retryably_and_loses_no_token(
         assert hubspot.refresh_count() == 2  # it answered (rotated) with the database down
         time.sleep(0.3)  # the store is now retrying its save
         assert thread.is_alive()
-        private_cluster.restart_start_only()
+        private_postgres_cluster.restart_start_only()
         thread.join(timeout=60)
         assert not thread.is_alive()
         assert "error" not in result, result.get("error")

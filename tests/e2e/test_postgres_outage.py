@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +35,6 @@ from tests.e2e.server_processes import (
     api_status,
     issue_code,
 )
-from tests.support.components import unavailable
 from tests.support.postgres import PostgresCluster
 
 from hubspot_oauth import Endpoints, OAuthClient, RetryPolicy, TokenStore
@@ -51,20 +49,6 @@ CONNECTIONS = 4
 DELAY_MS = 6000  # holds each refresh at the token endpoint while PostgreSQL stops (~1 s)
 
 
-@pytest.fixture
-def own_cluster() -> Iterator[PostgresCluster]:
-    """A PostgreSQL server of this test's own (stopping the session's would break others)."""
-    try:
-        cluster = PostgresCluster()
-        cluster.start()
-    except Exception as exc:  # noqa: BLE001 - any failure means "not available here"
-        unavailable("PostgreSQL", str(exc)[:300])
-    try:
-        yield cluster
-    finally:
-        cluster.destroy()
-
-
 def wait_until(condition: Any, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -74,10 +58,10 @@ def wait_until(condition: Any, timeout: float, what: str) -> None:
 
 
 def test_postgresql_stopped_and_started_during_refreshes(
-    own_cluster: PostgresCluster, tmp_path: Path,
+    private_postgres_cluster: PostgresCluster, tmp_path: Path,
 ) -> None:
-    server_url = own_cluster.create_database("hubspot")
-    store_url = own_cluster.create_database("tokens")
+    server_url = private_postgres_cluster.create_database("hubspot")
+    store_url = private_postgres_cluster.create_database("tokens")
     server = ServerProcess(server_url, tmp_path / "server", "--auto-approve", ADMIN,
                            "--refresh-token-rotation", "rotate").start()
     client = OAuthClient(client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
@@ -115,7 +99,7 @@ def test_postgresql_stopped_and_started_during_refreshes(
         wait_until(lambda: httpx.get(server.base_url + "/_emulator/faults",
                                      timeout=10).json()["faults"] == [],
                    20, "the refreshes to reach the token endpoint")
-        own_cluster.stop("fast")
+        private_postgres_cluster.stop("fast")
         for thread in threads:
             thread.join(timeout=60)
         assert not any(thread.is_alive() for thread in threads)
@@ -158,7 +142,7 @@ def test_postgresql_stopped_and_started_during_refreshes(
         assert server.process is not None and server.process.poll() is None
 
         # -- PostgreSQL back ----------------------------------------------------------
-        own_cluster.restart_start_only()
+        private_postgres_cluster.restart_start_only()
         assert states.consume(nonce) == {"user": 42}  # the state survived the outage
         for key in keys:
             fresh = store.refresh(key)  # the stored refresh token still works
@@ -170,8 +154,8 @@ def test_postgresql_stopped_and_started_during_refreshes(
         assert [c.status for c in store.connections()] == ["active"] * CONNECTIONS
 
         # -- a restart nobody saw: the pools hold connections to the old PostgreSQL -----
-        own_cluster.stop("fast")
-        own_cluster.restart_start_only()
+        private_postgres_cluster.stop("fast")
+        private_postgres_cluster.restart_start_only()
         assert store.get("c0").refresh_token  # the store's first query after the restart
         first = httpx.get(server.base_url + "/_emulator/stats", timeout=30)
         assert first.status_code == 200, first.text  # the server's first request

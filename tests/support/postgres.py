@@ -3,6 +3,7 @@ port on 127.0.0.1, removed afterwards. Runs as an unprivileged user when we are 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -10,9 +11,10 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
-from .components import free_port, postgres_bin
+from .components import free_port, postgres_bin, unavailable
 
 
 class PostgresCluster:
@@ -100,3 +102,18 @@ class PostgresCluster:
         self.stop("immediate")
         time.sleep(0.2)
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def running_cluster() -> Iterator[PostgresCluster]:
+    """A started cluster, destroyed on exit; PostgreSQL that cannot start here is
+    `unavailable` (a skip, a failure under CI=true)."""
+    try:
+        cluster = PostgresCluster()
+        cluster.start()
+    except Exception as exc:  # noqa: BLE001 - any failure means "not available here"
+        unavailable("PostgreSQL", str(exc)[:300])
+    try:
+        yield cluster
+    finally:
+        cluster.destroy()
