@@ -24,7 +24,9 @@ from .context import Context
 from .ours import (
     API_PATH,
     INTROSPECT_PATH,
+    TOKEN_PATH,
     _refresh_request,
+    code_form,
     exchange,
     mint_codes,
     ours_server,
@@ -114,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.profile", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("scenario",
-                    choices=["refresh", "refresh-pg-2p", "introspect", "api", "store"])
+                    choices=["refresh", "refresh-pg-2p", "introspect", "api", "code", "store"])
     ap.add_argument("--seconds", type=int, default=6)
     args = ap.parse_args(argv)
     if args.scenario == "store":
@@ -129,14 +131,24 @@ def main(argv: list[str] | None = None) -> int:
     try:
         pg = args.scenario == "refresh-pg-2p"
         url = ctx.postgres().create_database() if pg else sqlite_url(ctx, "profile")
-        codes = mint_codes(url, 100 if pg else 1)
+        codes = mint_codes(url, 100 if pg else (6000 if args.scenario == "code" else 1))
         srv = ours_server(ctx, "profile", url, workers=2 if pg else 1)
         if pg:
             srv.database_pid = ctx.postgres_pid()
         with srv:
+            if args.scenario == "code":  # each code once: wrk walks a file of bodies
+                req = Request(TOKEN_PATH, cycle=None)
+                req.bodies = []
+                for i, chunk in enumerate((codes[:3000], codes[3000:])):
+                    path = WORK / f"profile-codes-{i}.txt"
+                    path.write_text("".join(urlencode(code_form(c)) + "\n" for c in chunk))
+                    req.bodies.append(path)
+                codes = codes[:0]
             tokens = [exchange(srv, c) for c in codes]
             client_id, secret, _ = seed_app()
-            if args.scenario.startswith("refresh"):
+            if args.scenario == "code":
+                pass
+            elif args.scenario.startswith("refresh"):
                 req = _refresh_request(tokens[0])
                 if pg:
                     req.cycle = WORK / "profile-bodies.txt"
@@ -150,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 req = Request(API_PATH, method="GET",
                               authorization=f"Bearer {tokens[0]['access_token']}")
-            run_wrk(srv, req, ctx.wrk, 3)  # warm-up
+            warm_bodies = req.bodies[0] if req.bodies else None
+            run_wrk(srv, req, ctx.wrk, 3, warm_bodies)  # warm-up
             workers = [p for p in srv.pids() if p != srv.proc.pid] or [srv.proc.pid]
             target = max(workers + [srv.proc.pid], key=lambda p: cpu_ticks([p]))
             raw = WORK / f"profile-{args.scenario}.txt"
@@ -158,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
                 [spy, "record", "-p", str(target), "-d", str(args.seconds), "-r", "200",
                  "-f", "raw", "-o", str(raw), "--threads"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            r = run_wrk(srv, req, ctx.wrk, args.seconds)
+            r = run_wrk(srv, req, ctx.wrk, args.seconds, req.bodies[1] if req.bodies else None)
             recorder.wait(timeout=args.seconds + 30)
         print(f"{args.scenario}: {r['rps']:,.0f} req/s, p99 {r['lat_p99_ms']:.0f} ms, server "
               f"CPU {r['server_cpu_ms_per_req']:.3f} ms/req ({r['server_cpu_pct']:.0f} % of a "
