@@ -35,6 +35,15 @@ and its lease expires within `refresh_lease` seconds, after which the next calle
 refreshes. (A refresh answer lost with a killed process cannot be recovered by anyone;
 harmless unless HubSpot rotates refresh tokens, which it does not by default.)
 
+**Cache.** A fresh token is served from a small in-process cache of decrypted tokens
+(at most `CACHE_ENTRIES` connections, each entry at most `cache_ttl` seconds old, default
+5) without touching the database; a token within the leeway on the store's clock is never
+served from it. Every write of this store (save, refresh, delete, re-authorization
+marking, key rotation) updates or drops its entry at once, and ``refresh(key,
+stale_access_token=…)`` always reads the database. Changes made by *other* processes or
+`TokenStore` instances (a delete, a re-install, their refresh) are seen within
+`cache_ttl` seconds at most; ``cache_ttl=0`` turns the cache off.
+
 **Expiry.** The store decides on its own clock (`clock`, default the real UTC time) with
 the token's own `expires_at`; a refresh result's expiry is anchored at the store's clock
 *before* the request was sent (never a hard-coded 1800 s, reference §5).
@@ -111,6 +120,9 @@ NEEDS_REAUTHORIZATION = "needs_reauthorization"
 
 ConnectionStatus = Literal["active", "needs_reauthorization"]
 
+# Bound of the decrypted-token cache; when full the oldest entry is evicted.
+CACHE_ENTRIES = 10_000
+
 
 class RefreshingClient(Protocol):
     """What the store needs from a client: `OAuthClient.refresh`."""
@@ -144,6 +156,16 @@ class Connection:
     def needs_reauthorization(self) -> bool:
         """True when only a new install can bring this connection back."""
         return self.status == NEEDS_REAUTHORIZATION
+
+
+class _Cached(NamedTuple):
+    token: Token
+    version: int  # the row version the token was read from or written as
+    cached_at: float  # time.monotonic() when cached
+    due_at: datetime  # on the store's clock: from here on the token needs a refresh
+
+    def __repr__(self) -> str:  # never the token
+        return f"_Cached(version={self.version}, cached_at={self.cached_at:.3f})"
 
 
 class _Row(NamedTuple):
@@ -278,6 +300,9 @@ class TokenStore:
     * `clock` *(optional)* - returns the aware UTC "now" used for expiry decisions.
     * `refresh_lease` - seconds the database lease of a refresh lasts unless renewed
       (default 30; renewed every third of it while the refresh runs).
+    * `cache_ttl` - seconds a decrypted token may be served from the in-process cache
+      (default 5; 0 disables it). Changes by other processes or store instances are seen
+      within this time at most; this store's own writes at once (module doc, **Cache**).
     * `refresh_wait` - seconds a caller waits for another's refresh before
       `RefreshInProgressError` (default `refresh_lease` + 30).
     * `engine` / `engine_options` *(optional)* - an existing engine, or
@@ -306,9 +331,12 @@ class TokenStore:
         engine: sa.Engine | None = None,
         engine_options: Mapping[str, Any] | None = None,
         create_schema: bool = True,
+        cache_ttl: float = 5.0,
     ) -> None:
-        if leeway < 0 or refresh_lease <= 0:
-            raise ConfigurationError("leeway must be >= 0 and refresh_lease > 0 (seconds)")
+        if leeway < 0 or refresh_lease <= 0 or cache_ttl < 0:
+            raise ConfigurationError(
+                "leeway and cache_ttl must be >= 0 and refresh_lease > 0 (seconds)"
+            )
         if engine is not None:
             self._engine = engine
             url = engine.url.render_as_string(hide_password=False)
@@ -335,6 +363,13 @@ class TokenStore:
             weakref.WeakValueDictionary()
         )
         self._locks_guard = threading.Lock()
+        self.cache_ttl = float(cache_ttl)
+        self._cache: dict[str, _Cached] = {}
+        self._cache_guard = threading.Lock()
+        # Bumped by every write of this store: a reader that started before a write must
+        # not cache what it read (it may be older than the write).
+        self._cache_epoch = 0
+        self._monotonic = time.monotonic  # tests replace it
         self._guard(lambda: ensure_schema(self._engine, create_if_empty=create_schema))
         # A new key file is only made for an empty store: rows written under a lost key
         # must fail loudly, not be shadowed by a key that cannot read them.
@@ -391,6 +426,53 @@ class TokenStore:
                 lock = threading.Lock()
                 self._locks[key] = lock
             return lock
+
+    # -- cache of decrypted tokens (module doc, **Cache**) ------------------------------
+
+    def _cached(self, key: str) -> Token | None:
+        """The cached token when it is young enough and not due on the store's clock."""
+        entry = self._cache.get(key)
+        if (
+            entry is not None
+            and self._monotonic() - entry.cached_at < self.cache_ttl
+            and self._clock() < entry.due_at
+        ):
+            return entry.token
+        return None
+
+    def _cache_put(self, key: str, token: Token, version: int, epoch: int) -> None:
+        """Cache what a reader read, unless a write of this store happened since `epoch`
+        (taken before the read)."""
+        if self.cache_ttl <= 0:
+            return
+        entry = _Cached(token, version, self._monotonic(), self._due_at(token))
+        with self._cache_guard:
+            if self._cache_epoch != epoch:
+                return
+            self._store_entry(key, entry)
+
+    def _cache_written(
+        self, key: str, epoch: int, token: Token | None = None, version: int = 0
+    ) -> None:
+        """After a write of this store: cache the written `token` when no other write
+        happened since `epoch` (taken before the write), else drop the entry."""
+        entry = None
+        if token is not None and self.cache_ttl > 0:
+            entry = _Cached(token, version, self._monotonic(), self._due_at(token))
+        with self._cache_guard:
+            unchanged = self._cache_epoch == epoch
+            self._cache_epoch += 1
+            if entry is not None and unchanged:
+                self._store_entry(key, entry)
+            else:
+                self._cache.pop(key, None)
+
+    def _store_entry(self, key: str, entry: _Cached) -> None:
+        # Caller holds _cache_guard. Dicts keep insertion order: evict the oldest.
+        self._cache.pop(key, None)
+        while len(self._cache) >= CACHE_ENTRIES:
+            del self._cache[next(iter(self._cache))]
+        self._cache[key] = entry
 
     def _encrypt(self, token: Token) -> str:
         return self._keys.encrypt(json.dumps(token.to_dict()).encode("utf-8"))
@@ -466,6 +548,7 @@ class TokenStore:
             updated_at=now,
         )
         c = _connections.c
+        epoch = self._cache_epoch
 
         def run() -> None:
             with self._engine.begin() as connection:
@@ -483,10 +566,13 @@ class TokenStore:
                 )
 
         try:
-            self._guard(run)
-        except sa.exc.IntegrityError:
-            # Another process inserted the same key at the same moment: update theirs.
-            self._guard(run)
+            try:
+                self._guard(run)
+            except sa.exc.IntegrityError:
+                # Another process inserted the same key at the same moment: update theirs.
+                self._guard(run)
+        finally:
+            self._cache_written(key, epoch)  # the version is unknown here: drop
         return key
 
     def _described(self, token: Token) -> Token:
@@ -538,11 +624,16 @@ class TokenStore:
     def valid_token(self, key: str) -> Token:
         """Like `access_token`, but returns the whole `Token`."""
         key = self._check_key(key)
+        cached = self._cached(key)
+        if cached is not None:
+            return cached
+        epoch = self._cache_epoch
         row = self._read(key)
         if row.status != ACTIVE:
             raise self._stored_reauthorization_error(row)
         token = self._decrypt(row)
         if not self._due(token):
+            self._cache_put(key, token, row.version, epoch)
             return token
         return self._refresh_single_flight(key, lambda r, t: self._due(t))
 
@@ -567,10 +658,13 @@ class TokenStore:
         )
 
     def _due(self, token: Token) -> bool:
+        return self._clock() >= self._due_at(token)
+
+    def _due_at(self, token: Token) -> datetime:
         # A token living shorter than twice the leeway (e.g. a 60 s test token) is renewed
         # at half its life, or every call would refresh it.
         leeway = min(self.leeway, token.expires_in / 2) if token.expires_in > 0 else self.leeway
-        return token.expires_within(leeway, now=self._clock())
+        return token.expires_at - timedelta(seconds=leeway)
 
     def _refresh_single_flight(
         self, key: str, needs_refresh: Callable[[_Row, Token], bool]
@@ -597,11 +691,13 @@ class TokenStore:
         deadline = time.monotonic() + self.refresh_wait
         pause = 0.02
         while True:
+            epoch = self._cache_epoch
             row = self._read(key)
             if row.status != ACTIVE:
                 raise self._stored_reauthorization_error(row)
             token = self._decrypt(row)
             if not needs_refresh(row, token):
+                self._cache_put(key, token, row.version, epoch)
                 return token
             owner = uuid.uuid4().hex
             now = time.time()
@@ -692,16 +788,22 @@ class TokenStore:
         values = self._token_columns(merged)
         # The version guard alone decides: even if our lease ran out and another process
         # took over, our answer is the newest HubSpot gave (with rotation, theirs fails).
-        saved = self._save_refreshed(
-            (c.key == key) & (c.version == row.version),
-            version=row.version + 1,
-            refreshing_until=None,
-            refresh_owner=None,
-            status=ACTIVE,
-            status_reason=None,
-            updated_at=_utcnow(),
-            **values,
-        )
+        epoch = self._cache_epoch
+        try:
+            saved = self._save_refreshed(
+                (c.key == key) & (c.version == row.version),
+                version=row.version + 1,
+                refreshing_until=None,
+                refresh_owner=None,
+                status=ACTIVE,
+                status_reason=None,
+                updated_at=_utcnow(),
+                **values,
+            )
+        except BaseException:
+            self._cache_written(key, epoch)
+            raise
+        self._cache_written(key, epoch, merged if saved else None, row.version + 1)
         if not saved:
             logger.info("connection %r changed during its refresh; using the stored one", key)
             return None
@@ -739,15 +841,19 @@ class TokenStore:
         }
         # Only while we still hold the lease: if it ran out and another process took
         # over, that process may hold a rotated token and its verdict stands instead.
-        marked = self._update(
-            (c.key == key) & (c.version == row.version) & (c.refresh_owner == owner),
-            version=row.version + 1,
-            status=NEEDS_REAUTHORIZATION,
-            status_reason=json.dumps(reason),
-            refreshing_until=None,
-            refresh_owner=None,
-            updated_at=_utcnow(),
-        )
+        epoch = self._cache_epoch
+        try:
+            marked = self._update(
+                (c.key == key) & (c.version == row.version) & (c.refresh_owner == owner),
+                version=row.version + 1,
+                status=NEEDS_REAUTHORIZATION,
+                status_reason=json.dumps(reason),
+                refreshing_until=None,
+                refresh_owner=None,
+                updated_at=_utcnow(),
+            )
+        finally:
+            self._cache_written(key, epoch)
         if not marked:
             return None
         error.connection_key = key
@@ -784,12 +890,16 @@ class TokenStore:
         Returns True when something was deleted."""
         key = self._check_key(key)
         statement = sa.delete(_connections).where(_connections.c.key == key)
+        epoch = self._cache_epoch
 
         def run() -> int:
             with self._engine.begin() as connection:
                 return connection.execute(statement).rowcount
 
-        return bool(self._guard(run))
+        try:
+            return bool(self._guard(run))
+        finally:
+            self._cache_written(key, epoch)
 
     def connections(self) -> list[Connection]:
         """Every stored connection, ordered by key (no secrets, nothing decrypted)."""
@@ -868,12 +978,16 @@ class TokenStore:
         rewritten = 0
         for key, version, ciphertext in self._guard(pending):
             rotated = self._keys.rotate(ciphertext, what=f"connection {key!r}")
-            if self._update(
-                (c.key == key) & (c.version == version) & (c.token_ciphertext == ciphertext),
-                token_ciphertext=rotated,
-                key_id=primary,
-            ):
-                rewritten += 1
+            epoch = self._cache_epoch
+            try:
+                if self._update(
+                    (c.key == key) & (c.version == version) & (c.token_ciphertext == ciphertext),
+                    token_ciphertext=rotated,
+                    key_id=primary,
+                ):
+                    rewritten += 1
+            finally:
+                self._cache_written(key, epoch)
         return rewritten
 
     def auth(self, key: str) -> HubSpotAuth:
