@@ -5,7 +5,8 @@ of one connection gets the same new access token.
 
 The store is a SQLite file shared by the 8 processes; the server is our local HubSpot on
 its own SQLite file. Processes are started once (spawn) and reused for every run; each run
-re-saves the 50 connections with an expiry in the past, then releases all 80 threads at
+saves the 50 connections under new keys (so no process's token cache knows them) with an
+expiry in the past, then releases all 80 threads at
 once (a process barrier, then a thread barrier). Every wait is bounded.
 """
 
@@ -24,7 +25,11 @@ from .ours import TOKEN_PATH, exchange, mint_codes, ours_server, seed_app, sqlit
 from .process import Request, http
 
 PROCESSES, THREADS, CONNECTIONS = 8, 10, 50
-KEYS = [f"storm-{i}" for i in range(CONNECTIONS)]
+
+
+def run_keys(run: int) -> list[str]:
+    """Fresh connection keys per run: no process has them in its token cache yet."""
+    return [f"storm-{run}-{i}" for i in range(CONNECTIONS)]
 
 
 def _worker(index: int, store_url: str, enc_key: str, base_url: str, barrier: Any,
@@ -55,13 +60,14 @@ def _worker(index: int, store_url: str, enc_key: str, base_url: str, barrier: An
 def _one_run(store: Any, index: int, run: int, barrier: Any) -> dict[str, Any]:
     """10 threads, released together once every process is ready; each asks for all 50
     connections in its own order. Returns digests of what each connection answered."""
-    seen: dict[str, set[str]] = {k: set() for k in KEYS}
+    keys = run_keys(run)
+    seen: dict[str, set[str]] = {k: set() for k in keys}
     errors: list[str] = []
     lock = threading.Lock()
     start_threads = threading.Barrier(THREADS + 1, timeout=60)
 
     def caller(seed: int) -> None:
-        order = KEYS[:]
+        order = keys[:]
         random.Random(seed).shuffle(order)
         start_threads.wait()
         for key in order:
@@ -149,7 +155,8 @@ def storm(ctx: Context, row: dict[str, Any]) -> dict[str, Any]:
             _collect(results, procs, PROCESSES, 120, "start")  # imports done, stores open
             for run in range(ctx.runs):
                 past = datetime.now(UTC) - timedelta(hours=1)
-                for key, token in zip(KEYS, tokens, strict=True):
+                keys = run_keys(run)
+                for key, token in zip(keys, tokens, strict=True):
                     store.save(token.replace(expires_at=past), key=key)
                 before = _refresh_grants(srv.base_url)
                 for q in queues:
@@ -157,7 +164,7 @@ def storm(ctx: Context, row: dict[str, Any]) -> dict[str, Any]:
                 answers = _collect(results, procs, PROCESSES, 120, f"run {run + 1}")
                 grants = _refresh_grants(srv.base_url) - before
                 wall = max(a["ended"] for a in answers) - min(a["started"] for a in answers)
-                per_key: dict[str, set[str]] = {k: set() for k in KEYS}
+                per_key: dict[str, set[str]] = {k: set() for k in keys}
                 for a in answers:
                     for k, digests in a["seen"].items():
                         per_key[k].update(digests)
