@@ -29,7 +29,7 @@ from . import baselines, ours, store, storm
 from .context import Context, Scenario
 from .goals import GOALS
 from .process import HERE, WORK, WrkSettings
-from .report import figure_table, goals_table, http_table, write_chart
+from .report import figure_table, goals_table, http_table, redact, write_chart
 
 SCENARIOS = [
     Scenario("asgi-form-post", "limit", "http",
@@ -145,6 +145,9 @@ def write_results(out_dir: Path, env: dict[str, Any], ctx: Context, rows: list[d
                   elapsed: float, command: str, notes: Path | None) -> None:
     """<date>.md, .png and .json in `out_dir` (the JSON alone can re-render the rest)."""
     stamp = env["date"][:10]
+    for row in rows:  # also cleans the JSON of a run written before redaction grew
+        if row.get("sample_response"):
+            row["sample_response"] = redact(row["sample_response"])
     chart = None
     http_rows = [r for r in rows if r["kind"] == "http"]
     if any("median" in r for r in http_rows):

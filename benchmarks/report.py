@@ -17,6 +17,9 @@ from typing import Any
 WRK_PREFIX = "WRKJSON "
 _REDACT = re.compile(r"\b(refresh_token|code|token|client_secret)=([^&\s']+)")
 _BEARER = re.compile(r"(Bearer )\S+")
+# a cut-off answer may end inside the value: up to the closing quote or the end
+_JSON_SECRET = re.compile(
+    r'"(access_token|refresh_token|id_token|token|code)"(\s*:\s*)"(?:[^"]*"|[^"]*$)')
 
 
 class WrkOutputError(ValueError):
@@ -67,6 +70,7 @@ def summarize(runs: Sequence[Mapping[str, Any]], keys: Iterable[str]) -> dict[st
 def redact(text: str) -> str:
     """A command line fit for the results file: tokens, codes and secrets replaced."""
     text = _REDACT.sub(lambda m: f"{m.group(1)}=<{m.group(1)}>", text)
+    text = _JSON_SECRET.sub(lambda m: f'"{m.group(1)}"{m.group(2)}"<{m.group(1)}>"', text)
     return _BEARER.sub(r"\1<access token>", text)
 
 

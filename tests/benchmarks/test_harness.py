@@ -56,6 +56,13 @@ def test_redact_hides_tokens_codes_secrets_and_bearer_values():
     assert "Bearer <access token>" in text
 
 
+def test_redact_hides_tokens_in_json_answers():
+    text = redact('{"access_token": "Cabc", "refresh_token":"na1-x", "expires_in": 1800}')
+    assert "Cabc" not in text and "na1-x" not in text
+    assert '"expires_in": 1800' in text and '"access_token": "<access_token>"' in text
+    assert "eyJhbGci" not in redact('{"id_token": "eyJhbGci')  # an answer cut off mid-token
+
+
 def _http_row(name, rps_values, group="ours"):
     runs = [{"rps": v, "lat_p50_ms": 1.0, "lat_p99_ms": 2.0, "rss_peak_mb": 40.0, "errors": 0}
             for v in rps_values]
