@@ -305,3 +305,72 @@ def test_refresh_racing_a_revoke_leaves_no_live_access_token(servers) -> None:
             isinstance(result, OAuthError) and result.status == "BAD_REFRESH_TOKEN"), result
     for access in issued:
         assert first.introspect(**CLIENT, token=access) == {"active": False}
+
+
+def test_sqlite_write_transactions_of_one_process_queue_on_its_lock(tmp_path) -> None:
+    """Issue 7: this process's SQLite writers are serialized by one lock (both commit);
+    the event loop's inline connection never waits for it (a `FastPathMiss`, as when the
+    database is busy) and keeps its connection; another process's write lock is still
+    waited for through SQLite's busy timeout."""
+    import sqlite3
+
+    from hubspot_oauth.server import storage
+
+    path = tmp_path / "writers.db"
+    engine = make_engine(f"sqlite:///{path}")
+    with storage.write(engine) as conn:
+        conn.exec_driver_sql("CREATE TABLE t (who TEXT)")
+    inserted = threading.Event()
+    release = threading.Event()
+
+    def first() -> None:
+        with storage.write(engine) as conn:
+            conn.exec_driver_sql("INSERT INTO t VALUES ('first')")
+            inserted.set()
+            assert release.wait(timeout=30)
+
+    def second() -> None:
+        with storage.write(engine) as conn:
+            conn.exec_driver_sql("INSERT INTO t VALUES ('second')")
+
+    inline = storage.InlineConnection()
+    hot = storage.HotStatement(sa.text("INSERT INTO t VALUES ('inline')"))
+    try:
+        a = threading.Thread(target=first)
+        a.start()
+        assert inserted.wait(timeout=30)
+        b = threading.Thread(target=second)
+        b.start()
+        with pytest.raises(storage.FastPathMiss):  # lock held by a thread: no waiting
+            inline.transaction(engine).__enter__()
+        release.set()
+        a.join(timeout=30)
+        b.join(timeout=30)
+        with inline.transaction(engine) as tx:  # the same inline connection, lock free
+            tx.execute(hot)
+        with storage.read(engine) as conn:
+            rows = sorted(r[0] for r in conn.exec_driver_sql("SELECT who FROM t"))
+        assert rows == ["first", "inline", "second"]
+
+        # Another process holds SQLite's write lock: inline misses, a pooled writer waits
+        # (busy timeout) and commits once the other process has committed.
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        holder.execute("INSERT INTO t VALUES ('other process')")
+        with pytest.raises(storage.FastPathMiss):
+            inline.transaction(engine).__enter__()
+        waiter = threading.Thread(target=second)
+        waiter.start()
+        holder.execute("COMMIT")
+        holder.close()
+        waiter.join(timeout=30)
+        assert not waiter.is_alive()
+        assert storage.SQLITE_WRITE_LOCK.acquire(blocking=False)  # nothing leaked
+        storage.SQLITE_WRITE_LOCK.release()
+        with storage.read(engine) as conn:
+            rows = sorted(r[0] for r in conn.exec_driver_sql("SELECT who FROM t"))
+        assert rows == ["first", "inline", "other process", "second", "second"]
+    finally:
+        release.set()
+        inline.close()
+        engine.dispose()
