@@ -2,14 +2,7 @@
 
 SQLite runs in WAL mode with a busy timeout, and every write transaction starts with
 ``BEGIN IMMEDIATE`` so concurrent writers queue instead of failing half-way with
-"database is locked" on lock upgrade. Within one process, write transactions on SQLite
-are serialized by one process-wide lock (`SQLITE_WRITE_LOCK`), taken before ``BEGIN
-IMMEDIATE`` and released after commit or rollback: SQLite's busy handler sleeps between
-retries, so 40 threads contending for the write lock left it idle most of the time
-(issue 7); a lock hands over at once, in order. Other processes still coordinate
-through SQLite's own lock and busy timeout. The event loop's inline connection never
-waits for it (a non-blocking acquire; held elsewhere, the request goes to the thread
-pool as when the database is busy). PostgreSQL runs at READ COMMITTED; the guarantees
+"database is locked" on lock upgrade. PostgreSQL runs at READ COMMITTED; the guarantees
 that matter (single-use codes, rotation) are conditional UPDATEs, safe across processes.
 
 Pooling and timeouts (per server process; every transaction is one short request's work):
@@ -19,12 +12,9 @@ Pooling and timeouts (per server process; every transaction is one short request
   before each checkout (after a database restart the next request reconnects instead of
   failing), recycled after 30 min, 5 s connect timeout, 15 s statement timeout and 60 s
   idle-in-transaction timeout (a stuck query or client cannot hold row locks for long).
-* SQLite: 8 pooled connections, up to 32 more under load (40 = the request threads
-  Starlette/AnyIO run by default, and more than the local HubSpot's own 32 database
-  threads, so a request never queues for a connection; writers queue on the
-  process-wide write lock instead, readers never wait in WAL), a 30 s pool wait, WAL, a
-  10 s busy timeout and the same 10 s at most waiting for the process-wide write lock
-  (then "database is locked", a 503, as from SQLite).
+* SQLite: 8 + 8 connections and a 30 s pool wait (the pool's queue is fairer than
+  SQLite's busy handler, so more connections would only add lock contention), WAL, a
+  10 s busy timeout.
 
 A database that fails (unreachable, restarting, timed out, locked) raises SQLAlchemy's
 errors, which the app answers with 503 ``SERVICE_UNAVAILABLE`` and ``Retry-After``.
@@ -66,11 +56,6 @@ log = logging.getLogger("hubspot_oauth.server")
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _BEGIN_OPTION = "hubspot_oauth_begin"
 
-#: Serializes this process's SQLite write transactions (see the module docstring); one
-#: for every SQLite database, as a process rarely writes more than one.
-SQLITE_WRITE_LOCK = threading.Lock()
-SQLITE_WRITE_LOCK_TIMEOUT = 10.0  # seconds, as SQLite's busy timeout
-
 
 class DatabaseSchemaError(HubSpotOAuthError):
     """The database's schema is not the one this version needs; the message says what to run."""
@@ -89,7 +74,7 @@ def make_engine(database_url: str) -> Engine:
         if memory:
             kwargs["poolclass"] = StaticPool
         else:
-            kwargs.update(pool_size=8, max_overflow=32, pool_timeout=30)
+            kwargs.update(pool_size=8, max_overflow=8, pool_timeout=30)
         engine = sa.create_engine(url, **kwargs)
         _sqlite_events(engine, memory)
         return engine
@@ -124,32 +109,13 @@ def _sqlite_events(engine: Engine, memory: bool) -> None:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
 
-def _locked_error(dialect: sa.Dialect, statement: str) -> sa_exc.DBAPIError:
-    """The error for a process-wide write lock not had in time: SQLite's own."""
-    error = dialect.loaded_dbapi.OperationalError(
-        "database is locked (by another thread of this process)")
-    return sa_exc.DBAPIError.instance(statement, None, error, dialect.loaded_dbapi.Error,
-                                      hide_parameters=True, dialect=dialect)
-
-
 @contextlib.contextmanager
 def write(engine: Engine) -> Iterator[Connection]:
-    """A write transaction (``BEGIN IMMEDIATE`` on SQLite, under `SQLITE_WRITE_LOCK`);
-    commits on success. Raises `sqlalchemy.exc.OperationalError` when the database (or,
-    on SQLite, the process-wide write lock) stays busy past its timeout (10 s)."""
+    """A write transaction (``BEGIN IMMEDIATE`` on SQLite); commits on success."""
     with engine.connect() as conn:
         conn.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
-        if engine.dialect.name != "sqlite":
-            with conn.begin():
-                yield conn
-            return
-        if not SQLITE_WRITE_LOCK.acquire(timeout=SQLITE_WRITE_LOCK_TIMEOUT):
-            raise _locked_error(engine.dialect, "BEGIN IMMEDIATE")
-        try:
-            with conn.begin():
-                yield conn
-        finally:
-            SQLITE_WRITE_LOCK.release()
+        with conn.begin():
+            yield conn
 
 
 @contextlib.contextmanager
@@ -216,23 +182,20 @@ class FastPathMiss(Exception):  # noqa: N818 - a signal, not an error
 class FastTransaction:
     """One transaction on a pooled DBAPI connection, for the hot paths' `HotStatement`s.
 
-    Same transaction as `write(engine)`: ``BEGIN IMMEDIATE`` on SQLite (under
-    `SQLITE_WRITE_LOCK`; inline, only when it is free at once), the driver's
+    Same transaction as `write(engine)`: ``BEGIN IMMEDIATE`` on SQLite, the driver's
     implicit BEGIN (READ COMMITTED) on PostgreSQL; commits on success, rolls back on any
     exception. Driver errors are raised as SQLAlchemy's (``OperationalError`` …, so the
     app answers 503), and a connection the database dropped is invalidated, as a
     `Connection` would. With `inline` (an `InlineConnection`, see there) it runs on that
     connection and every driver error is a `FastPathMiss` instead."""
 
-    __slots__ = ("_cursor", "_dbapi_error", "_inline", "_locked", "_raw", "dialect",
-                 "engine")
+    __slots__ = ("_cursor", "_dbapi_error", "_inline", "_raw", "dialect", "engine")
 
     def __init__(self, engine: Engine, inline: InlineConnection | None = None) -> None:
         self.engine = engine
         self.dialect = engine.dialect
         self._dbapi_error = self.dialect.loaded_dbapi.Error
         self._inline = inline
-        self._locked = False
         self._raw: Any = None
         self._cursor: Any = None
         if inline is not None:
@@ -244,9 +207,6 @@ class FastTransaction:
             raise self._wrap(exc, None) from exc
 
     def _release(self) -> None:
-        if self._locked:
-            self._locked = False
-            SQLITE_WRITE_LOCK.release()
         if self._inline is None:
             self._raw.close()
         else:
@@ -256,13 +216,6 @@ class FastTransaction:
         try:
             self._cursor = self._raw.cursor()
             if self.dialect.name == "sqlite":
-                # Inline (the event loop) never waits: held, it is a miss like SQLITE_BUSY.
-                if self._inline is not None:
-                    if not SQLITE_WRITE_LOCK.acquire(blocking=False):
-                        raise FastPathMiss
-                elif not SQLITE_WRITE_LOCK.acquire(timeout=SQLITE_WRITE_LOCK_TIMEOUT):
-                    raise _locked_error(self.dialect, "BEGIN IMMEDIATE")
-                self._locked = True
                 self._cursor.execute("BEGIN IMMEDIATE")
         except self._dbapi_error as exc:
             error = self._wrap(exc, "BEGIN IMMEDIATE")
