@@ -171,6 +171,8 @@ def test_unconfigured_scope_is_mismatch(scopes: tuple[str, ...], optional: tuple
     assert err.kind in {"scope_mismatch", "insufficient_scopes"}
     if "," not in scopes[0]:
         assert err.kind == "scope_mismatch"
+    else:
+        assert err.kind == "insufficient_scopes"
 
 
 def test_oauth_always_allowed() -> None:
