@@ -236,13 +236,19 @@ def test_quickstart_uses_only_the_public_api() -> None:
     from hubspot_oauth.quickstart import app
 
     tree = ast.parse(Path(app.__file__).read_text())
+    public: list[str] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and "hubspot_oauth" in node.module:
             assert node.module == "hubspot_oauth", node.module
             for alias in node.names:
                 assert alias.name in hubspot_oauth.__all__, alias.name
+                public.append(alias.name)
         if isinstance(node, ast.ImportFrom):
             assert node.level == 0, "relative import into the package"
+        if isinstance(node, ast.Import):  # `import hubspot_oauth.client.store` is private too
+            for alias in node.names:
+                assert not alias.name.startswith("hubspot_oauth."), alias.name
+    assert public, "the quickstart imports nothing from hubspot_oauth: the check saw no import"
 
 
 def test_revoked_connection_shows_what_to_do(qs: TestClient, setup: Setup) -> None:
