@@ -181,6 +181,8 @@ def test_errors_never_carry_a_secret_the_server_echoed(
         protocol.parse_token_response(status, {}, body, secrets=SECRETS)
     except HubSpotOAuthError as exc:
         _no_secret_leaks(exc, SECRETS)
+    else:  # an error status is never a token; otherwise the leak check above never ran
+        raise AssertionError(f"HTTP {status} was parsed as a token")
 
 
 @FUZZ
