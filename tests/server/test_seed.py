@@ -218,4 +218,5 @@ def test_a_database_seeded_from_another_seed_is_refused(tmp_path: Path,
     create_app(ServerSettings(database_url=f"sqlite:///{other}", seed_file=copy)
                ).state.hubspot.close()
     assert default_seed().fingerprint() == default_seed().fingerprint()
+    assert load_seed(copy).fingerprint() == load_seed(path).fingerprint()  # content, not path
     assert load_seed(path).fingerprint() != default_seed().fingerprint()
