@@ -87,6 +87,8 @@ class HubSpotAuth(httpx.Auth):
         if refresh is not None and not callable(refresh):
             raise ConfigurationError("refresh must be a callable taking the rejected token")
         self._refresh = refresh
+        # Decided once: the sync flow runs on every request (the hot path).
+        self._has_async = _is_async(self._get) or (refresh is not None and _is_async(refresh))
         self.refreshes = 0
 
     @classmethod
@@ -118,7 +120,7 @@ class HubSpotAuth(httpx.Auth):
         self, request: httpx.Request
     ) -> Generator[httpx.Request, httpx.Response, None]:
         """Send `request` with the bearer token; refresh and resend once on expiry."""
-        if _is_async(self._get) or (self._refresh is not None and _is_async(self._refresh)):
+        if self._has_async:
             raise ConfigurationError(
                 "HubSpotAuth was given async token callables; use it with httpx.AsyncClient"
             )
