@@ -454,12 +454,6 @@ class LocalHubSpot:
             self._state(conn)
         return self._apps_by_client.get(client_id)
 
-    def app_by_id(self, app_id: int) -> AppRecord | None:
-        """The app with `app_id`, or None."""
-        with read(self.engine) as conn:
-            self._state(conn)
-        return self._apps_by_id.get(app_id)
-
     def app_registration(self, client_id: str | None) -> rules.AppRegistration | None:
         """install.py's view of the app with `client_id`, or None when unknown."""
         record = self.app(client_id) if client_id else None
