@@ -103,7 +103,6 @@ _RT_BY_DIGEST = (sa.select(refresh_tokens)
                  .where(refresh_tokens.c.token_digest == sa.bindparam("digest")))
 _SELECT_RT_SHARE = _RT_BY_DIGEST.with_for_update(read=True)
 _SELECT_RT = _RT_BY_DIGEST.with_for_update()
-_INSERT_AT = sa.insert(access_tokens)
 _SELECT_AT_GRANT = sa.select(
     access_tokens.c.app_id, access_tokens.c.hub_id, access_tokens.c.user_id,
     access_tokens.c.scopes, access_tokens.c.expires_at, access_tokens.c.revoked_at,
@@ -127,6 +126,37 @@ _HOT_INSERT_AT = HotStatement(sa.insert(access_tokens).values(
     {c.name: sa.bindparam(c.name) for c in access_tokens.c if c.name != "id"}))
 _HOT_SELECT_AT_GRANT = HotStatement(_SELECT_AT_GRANT)
 _HOT_LOOKUP_AT = HotStatement(_LOOKUP["access_token"])
+# The code exchange's statements, shared by its fast and general paths. The code row is
+# read FOR UPDATE (PostgreSQL; SQLite's BEGIN IMMEDIATE already serializes), and
+# consumed by a conditional UPDATE: the single-use guarantee, across processes.
+_ac = authorization_codes
+_HOT_SELECT_CODE = HotStatement(
+    sa.select(_ac).where(_ac.c.token_digest == sa.bindparam("digest")).with_for_update())
+_HOT_CONSUME_CODE = HotStatement(
+    sa.update(_ac).where(_ac.c.id == sa.bindparam("code_id"), _ac.c.consumed_at.is_(None))
+    .values(consumed_at=sa.bindparam("now"), family_id=sa.bindparam("family")))
+_HOT_INSERT_RT = HotStatement(sa.insert(refresh_tokens).values(
+    {c.name: sa.bindparam(c.name) for c in refresh_tokens.c if c.name != "id"})
+    .returning(refresh_tokens.c.id))
+
+
+def _hot_execute(db: Connection | FastTransaction, hot: HotStatement,
+                 params: dict[str, Any]) -> Any:
+    """Run `hot` on a hot path's `FastTransaction` (returns its cursor) or on a
+    `Connection` (returns the result): both have `rowcount`."""
+    if isinstance(db, FastTransaction):
+        return db.execute(hot, params)
+    return db.execute(hot.for_dialect(db.dialect.name), params)
+
+
+def _hot_first(db: Connection | FastTransaction, hot: HotStatement,
+               params: dict[str, Any]) -> Any:
+    """The first row of `hot` (attribute access), on a `FastTransaction` or a
+    `Connection`."""
+    if isinstance(db, FastTransaction):
+        return db.first(hot, params)
+    return db.execute(hot.for_dialect(db.dialect.name), params).first()
+
 
 INSTALL_ROLES = ("super_admin", "marketplace")
 
@@ -665,18 +695,24 @@ class LocalHubSpot:
         redirect_uri: str,
         code_verifier: str | None = None,
         fault_endpoint: str | None = None,
+        inline: bool = False,
     ) -> dict[str, Any]:
         """The ``authorization_code`` grant (RFC 6749 §4.1.3). Returns the token payload
         (reference §4.2, without `token_use`). Raises `OAuthError`: BAD_CLIENT_ID,
         BAD_CLIENT_SECRET, BAD_AUTH_CODE (unknown, another client's, already used),
-        EXPIRED_AUTH_CODE, BAD_REDIRECT_URI, BAD_CODE_VERIFIER."""
+        EXPIRED_AUTH_CODE, BAD_REDIRECT_URI, BAD_CODE_VERIFIER. With `inline`, only the
+        common case, without waiting for the database; `FastPathMiss` for anything else
+        (call again without `inline`, from a worker thread)."""
         digest = token_digest(code)
+        fast = _fast_first(True, inline, lambda: self._exchange_fast(
+            client_id, client_secret, digest, redirect_uri, code_verifier, fault_endpoint,
+            inline))
+        if fast is not None:
+            return fast
 
         def body(conn: Connection, now: float) -> dict[str, Any]:
             app = self._client(client_id, client_secret)
-            c = authorization_codes
-            row = conn.execute(sa.select(c).where(c.c.token_digest == digest)
-                               .with_for_update()).first()
+            row = _hot_first(conn, _HOT_SELECT_CODE, {"digest": digest})
             if row is None:
                 raise OAuthError("invalid_grant", "BAD_AUTH_CODE", "missing or unknown auth code")
             if row.app_id != app.app_id:
@@ -685,33 +721,78 @@ class LocalHubSpot:
             if row.consumed_at is not None:
                 self._revoke_family(conn, row.family_id, now, "code_replayed")
                 raise _code_replayed()
-            if now >= row.expires_at:
-                raise OAuthError("invalid_grant", "EXPIRED_AUTH_CODE",
-                                 f"auth code expired {_ago(now - row.expires_at)} ago")
-            if redirect_uri != row.redirect_uri:
-                raise OAuthError("invalid_grant", "BAD_REDIRECT_URI",
-                                 "redirect_uri does not match the redirect_uri used when "
-                                 "initiating the authorization (RFC 6749 §4.1.3)")
-            self._check_verifier(row, code_verifier)
+            self._check_code(row, now, redirect_uri, code_verifier)
             family = str(uuid.uuid4())
-            won = conn.execute(sa.update(c).where(c.c.id == row.id, c.c.consumed_at.is_(None))
-                               .values(consumed_at=now, family_id=family)).rowcount
-            if won != 1:
+            if not self._consume_code(conn, row.id, family, now):
                 # Another request redeemed it between our read and this write.
+                c = authorization_codes
                 winner = conn.execute(sa.select(c.c.family_id).where(c.c.id == row.id)).scalar()
                 self._revoke_family(conn, winner, now, "code_replayed")
                 raise _code_replayed()
-            scopes = list(row.scopes)
-            refresh = new_refresh_token(self._hublet(row.hub_id))
-            rt_id = conn.execute(sa.insert(refresh_tokens).values(
-                token_digest=token_digest(refresh), family_id=family, app_id=app.app_id,
-                hub_id=row.hub_id, user_id=row.user_id, scopes=scopes, created_at=now,
-            ).returning(refresh_tokens.c.id)).scalar_one()
-            access = self._insert_access(conn, family, rt_id, app.app_id, row.hub_id,
-                                         row.user_id, scopes, now)
-            return self._payload(access, refresh, row.hub_id, row.user_id, scopes)
+            return self._issue_for_code(conn, row, family, now)
 
         return self._run("token", "authorization_code", body, fault_endpoint)
+
+    def _exchange_fast(self, client_id: str, client_secret: str, digest: str,
+                       redirect_uri: str, code_verifier: str | None,
+                       fault_endpoint: str | None, inline: bool = False) -> dict[str, Any]:
+        """`exchange_code`'s common case: this client's unused, unexpired code, its
+        redirect_uri and (with a challenge) a matching verifier. The same statements and
+        checks in the same transaction, run by `FastTransaction`; anything else (a refusal,
+        a replay, a lost race) is `FastPathMiss`, and the general path answers (and, for
+        a replay, revokes)."""
+        with self._fast_transaction(inline) as tx:
+            now = self._fast_state(tx, fault_endpoint)
+            app = self._fast_client(client_id, client_secret)
+            row = tx.first(_HOT_SELECT_CODE, {"digest": digest})
+            if row is None or row.app_id != app.app_id or row.consumed_at is not None:
+                raise FastPathMiss
+            try:
+                self._check_code(row, now, redirect_uri, code_verifier)
+            except OAuthError:
+                raise FastPathMiss from None
+            family = str(uuid.uuid4())
+            if not self._consume_code(tx, row.id, family, now):
+                raise FastPathMiss
+            payload = self._issue_for_code(tx, row, family, now)
+            count_call(tx, "token", "authorization_code", "ok")
+        return payload
+
+    def _check_code(self, row: Any, now: float, redirect_uri: str,
+                    code_verifier: str | None) -> None:
+        """An unused code's remaining rules: unexpired, the authorize request's
+        redirect_uri (RFC 6749 §4.1.3), PKCE. Raises `OAuthError`."""
+        if now >= row.expires_at:
+            raise OAuthError("invalid_grant", "EXPIRED_AUTH_CODE",
+                             f"auth code expired {_ago(now - row.expires_at)} ago")
+        if redirect_uri != row.redirect_uri:
+            raise OAuthError("invalid_grant", "BAD_REDIRECT_URI",
+                             "redirect_uri does not match the redirect_uri used when "
+                             "initiating the authorization (RFC 6749 §4.1.3)")
+        self._check_verifier(row, code_verifier)
+
+    @staticmethod
+    def _consume_code(db: Connection | FastTransaction, code_id: int, family: str,
+                      now: float) -> bool:
+        """Mark the code used by token family `family`; False when another request
+        already did (the conditional UPDATE that makes codes single-use)."""
+        return _hot_execute(db, _HOT_CONSUME_CODE,
+                            {"code_id": code_id, "now": now, "family": family}).rowcount == 1
+
+    def _issue_for_code(self, db: Connection | FastTransaction, row: Any, family: str,
+                        now: float) -> dict[str, Any]:
+        """A consumed code's refresh and access tokens (token family `family`); returns
+        the token payload."""
+        scopes = list(row.scopes)
+        refresh = new_refresh_token(self._hublet(row.hub_id))
+        rt_id = _hot_first(db, _HOT_INSERT_RT, {
+            "token_digest": token_digest(refresh), "family_id": family, "app_id": row.app_id,
+            "hub_id": row.hub_id, "user_id": row.user_id, "scopes": scopes,
+            "created_at": now, "retired_at": None, "revoked_at": None,
+            "revoked_reason": None}).id
+        access = self._insert_access(db, family, rt_id, row.app_id, row.hub_id, row.user_id,
+                                     scopes, now)
+        return self._payload(access, refresh, row.hub_id, row.user_id, scopes)
 
     def _check_verifier(self, row: Any, verifier: str | None) -> None:
         if row.code_challenge:
@@ -729,10 +810,12 @@ class LocalHubSpot:
                              "code_verifier was sent but the authorization request had no "
                              "code_challenge (RFC 9700 §4.8)")
 
-    def _insert_access(self, conn: Connection, family: str, rt_id: int | None, app_id: int,
-                       hub_id: int, user_id: int, scopes: list[str], now: float) -> str:
+    def _insert_access(self, db: Connection | FastTransaction, family: str,
+                       rt_id: int | None, app_id: int, hub_id: int, user_id: int,
+                       scopes: list[str], now: float) -> str:
+        """Store a new access token of token family `family`; returns the token."""
         access = new_access_token()
-        conn.execute(_INSERT_AT, {
+        _hot_execute(db, _HOT_INSERT_AT, {
             "token_digest": token_digest(access), "family_id": family,
             "refresh_token_id": rt_id, "app_id": app_id, "hub_id": hub_id, "user_id": user_id,
             "scopes": scopes, "issued_at": now,
@@ -824,12 +907,8 @@ class LocalHubSpot:
                     or row.retired_at is not None):
                 raise FastPathMiss
             scopes = list(row.scopes)
-            access = new_access_token()
-            tx.execute(_HOT_INSERT_AT, {
-                "token_digest": token_digest(access), "family_id": row.family_id,
-                "refresh_token_id": row.id, "app_id": row.app_id, "hub_id": row.hub_id,
-                "user_id": row.user_id, "scopes": scopes, "issued_at": now,
-                "expires_at": now + self.settings.access_token_ttl, "revoked_at": None})
+            access = self._insert_access(tx, row.family_id, row.id, row.app_id, row.hub_id,
+                                         row.user_id, scopes, now)
             count_call(tx, "token", "refresh_token", "ok")
         return self._payload(access, refresh_token, row.hub_id, row.user_id, scopes)
 

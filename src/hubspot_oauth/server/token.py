@@ -243,10 +243,11 @@ def _token_endpoint(version: str):  # noqa: ANN202
                     raise OAuthError("invalid_request", "BAD_REDIRECT_URI",
                                      "missing redirect_uri: send the redirect_uri of the "
                                      "authorization request")
-                call: Any = lambda fault_endpoint: hubspot.exchange_code(  # noqa: E731
+                call: Any = lambda fault_endpoint, inline=False: hubspot.exchange_code(  # noqa: E731
                     client_id=client_id, client_secret=client_secret, code=code,
                     redirect_uri=redirect_uri, code_verifier=form.get("code_verifier") or None,
-                    fault_endpoint=fault_endpoint)
+                    fault_endpoint=fault_endpoint, inline=inline)
+                inline_call = lambda fault_endpoint: call(fault_endpoint, True)  # noqa: E731
             else:
                 refresh_token = form.get("refresh_token", "")
                 if not refresh_token:
