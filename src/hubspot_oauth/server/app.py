@@ -14,6 +14,7 @@ import json
 import logging
 import re
 import uuid
+from collections.abc import Mapping
 
 from sqlalchemy import exc as sa_exc
 from starlette.applications import Starlette
@@ -23,9 +24,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import api, control, metadata, openapi, token
+from . import api, control, metadata, openapi, token, token_fast_path
 from .hubspot import LocalHubSpot
 from .settings import ServerSettings
+from .token_fast_path import FastPath
 from .wire import CORRELATION_HEADER, HubSpotHTTPError, error_response, json_response
 
 __all__ = ["create_app"]
@@ -42,8 +44,11 @@ class HubSpotMiddleware:
     ``hubspot.correlation_id``, echoed in the header), and HubSpot-shaped 503/500 answers
     for exceptions nothing else handled (logged without request data)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, fast_paths: Mapping[str, FastPath] | None = None,
+                 ) -> None:
         self.app = app
+        # POST paths answered in plain ASGI when they can (token_fast_path.py).
+        self.fast_paths = dict(fast_paths or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -78,6 +83,17 @@ class HubSpotMiddleware:
             await send_with_id({"type": "http.response.body", "body": body})
             return
         try:
+            fast = self.fast_paths.get(scope["path"]) if scope["method"] == "POST" else None
+            if fast is not None:
+                answer = await fast(scope, receive, cid)
+                if isinstance(answer, tuple):
+                    status, answer_headers, body = answer
+                    started = True
+                    await send({"type": "http.response.start", "status": status,
+                                "headers": answer_headers})
+                    await send({"type": "http.response.body", "body": body})
+                    return
+                receive = answer  # handed over, with what it read replayed
             await self.app(scope, receive, send_with_id)
         except Exception as exc:  # noqa: BLE001 - the last line of defence: never a traceback
             if started:
@@ -187,7 +203,7 @@ def create_app(settings: ServerSettings | None = None) -> Starlette:
     )
     # No 307 from /path/ to /path: a client would re-post its credentials (HubSpot: 404).
     app.router.redirect_slashes = False
-    app.add_middleware(HubSpotMiddleware)
+    app.add_middleware(HubSpotMiddleware, fast_paths=token_fast_path.FAST_PATHS)
     app.state.hubspot = hubspot
     app.state.settings = settings
     return app

@@ -1,0 +1,153 @@
+"""The token endpoint's fast path: ``POST /oauth/{version}/token`` answered in plain ASGI
+ahead of Starlette's routing, for the common case only (issue 7).
+
+The general route (token.py) applies every rule to every request; most of its cost on a
+refresh was Starlette (routing, `Request`, `Response`), not the grant. This path answers
+only a request whose answer it knows is the general route's, byte for byte: no query
+string, a form body within the size limit, every parameter once and at most `MAX_PARAM`
+characters, a supported grant with its parameters present, a client the brute-force guard
+lets through, and the domain's inline hot path answering it (`LocalHubSpot.refresh(...,
+inline=True)`; it counts stats and checks the fault queue itself). Anything else (and
+every refusal) is handed to the general route untouched: the ASGI messages read so far are
+replayed, and nothing was written or counted. An `OAuthError` the inline call itself
+raises is answered here exactly as `token.guarded_run` does.
+
+`HubSpotMiddleware` (app.py) calls `FAST_PATHS[path]` for a POST after giving the request
+its correlation id, so 431, 503 and 500 answers stay the middleware's.
+tests/server/test_token_fast_path.py sends the same requests through both paths.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from starlette.requests import Request
+from starlette.types import Message, Receive, Scope
+
+from .bruteforce import guard_for, token_keys
+from .hubspot import FastPathMiss, FaultPending
+from .token import MAX_PARAM, TOKEN_VERSIONS, record_client_auth
+from .wire import (
+    CORRELATION_HEADER,
+    FORM_CONTENT_TYPE,
+    NO_STORE,
+    HubSpotHTTPError,
+    error_response,
+    json_bytes,
+    parse_pairs,
+)
+
+__all__ = ["FAST_PATHS", "Answer", "FastPath"]
+
+# (status, raw headers, body) of a complete answer.
+Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
+FastPath = Callable[[Scope, Receive, str], Awaitable["Answer | Receive"]]
+
+_CID = CORRELATION_HEADER.lower().encode("latin-1")
+# After the correlation id, the headers `wire.json_response(..., NO_STORE)` sends, in
+# Starlette's order (given headers, content-length, content-type).
+_NO_STORE = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in NO_STORE.items()]
+_JSON = (b"content-type", b"application/json;charset=utf-8")
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    """`receive` as if `messages` had not been read yet."""
+    pending = list(messages)
+
+    async def replay() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replay
+
+
+async def _read_form(scope: Scope, receive: Receive, limit: int,
+                     read: list[Message]) -> dict[str, str] | None:
+    """The form parameters when the general route would accept them as they are (it
+    would answer nothing else than parsing them); None to hand the request over. Every
+    message taken from `receive` is appended to `read`."""
+    if scope.get("query_string") or scope.get("root_path"):
+        return None
+    content_type = length = None
+    for name, value in scope["headers"]:
+        # The first of repeated headers, as Starlette's `Headers.get`.
+        if name == b"content-type":
+            if content_type is None:
+                content_type = value
+        elif name == b"content-length" and length is None:
+            length = value
+    if content_type is None or length is None:
+        return None
+    media = content_type.decode("latin-1").split(";", 1)[0].strip().lower()
+    if media != FORM_CONTENT_TYPE:
+        return None
+    try:
+        if int(length) > limit:
+            return None
+    except ValueError:
+        return None
+    chunks = []
+    size = 0
+    while True:
+        message = await receive()
+        read.append(message)
+        if message["type"] != "http.request":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    try:
+        form = parse_pairs(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+    except HubSpotHTTPError:
+        return None
+    for value in form.values():
+        if len(value) > MAX_PARAM:
+            return None
+    return form
+
+
+def _token_path(version: str) -> FastPath:
+    async def answer(scope: Scope, receive: Receive, cid: str) -> Answer | Receive:
+        state = scope["app"].state
+        hubspot = state.hubspot
+        read: list[Message] = []
+        form = await _read_form(scope, receive, hubspot.settings.max_body_bytes, read)
+        if form is None or form.get("grant_type") != "refresh_token":
+            return _replay(read, receive)
+        client_id = form.get("client_id")
+        client_secret = form.get("client_secret")
+        refresh_token = form.get("refresh_token")
+        if not (client_id and client_secret and refresh_token):
+            return _replay(read, receive)
+        guard = guard_for(state)
+        client = scope.get("client")
+        keys = token_keys(client_id, client[0] if client is not None else None)
+        if not guard.check(*keys).allowed:
+            return _replay(read, receive)
+        try:
+            payload = hubspot.refresh(client_id=client_id, client_secret=client_secret,
+                                      refresh_token=refresh_token, fault_endpoint="token",
+                                      inline=True)
+        except (FastPathMiss, FaultPending):
+            return _replay(read, receive)
+        except HubSpotHTTPError as exc:
+            record_client_auth(guard, keys, exc)
+            response = error_response(Request(scope), exc)
+            return response.status_code, response.raw_headers, bytes(response.body)
+        record_client_auth(guard, keys, None)
+        if version != "v1":
+            payload["token_use"] = "access_token"
+        body = json_bytes(payload)
+        return 200, [(_CID, cid.encode("latin-1")), *_NO_STORE,
+                     (b"content-length", str(len(body)).encode("latin-1")), _JSON], body
+
+    return answer
+
+
+FAST_PATHS: dict[str, FastPath] = {f"/oauth/{v}/token": _token_path(v)
+                                   for v in TOKEN_VERSIONS}
