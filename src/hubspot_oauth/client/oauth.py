@@ -11,6 +11,7 @@ Usage:
                          scopes=["crm.objects.contacts.read"])
     url = client.authorization_url(state=nonce)
     token = client.exchange_code(code)
+    token = client.with_account_details(token)   # + hub_domain, user (one introspection)
     token = client.refresh(token.refresh_token)
 """
 
@@ -448,6 +449,30 @@ class OAuthClient(_BaseOAuthClient):
         """
         return self._call(self._introspect_spec(token, token_type_hint), token)
 
+    def with_account_details(self, token: Token) -> Token:
+        """`token` with the account details its token response left out, from one
+        introspection of its access token (v1 GET ``/oauth/v1/access-tokens/{token}`` or
+        v3/2026-03 introspect; reference §6.1, §6.3). Call it right after `exchange_code`:
+        HubSpot's v3 token response names the hub_id but not the account's domain or the
+        installing user (reference §4.2).
+
+        Returns a new `Token` with `hub_id`, `hub_domain`, `user` (email), `user_id` and
+        `scopes` filled in where it had none; `expires_at` (UTC) and the secrets unchanged.
+        Makes no HTTP call when hub_id, hub_domain, user and scopes are all set already.
+        Details HubSpot does not send stay None (v3's `hub_domain`/`user` are optional):
+        save the result with ``TokenStore.save(token, describe=False)`` so the store does
+        not ask again. Transient failures are retried under `retry`, as for `introspect`.
+
+        Raises `AuthenticationError` (401 ``INVALID_AUTHENTICATION``) when HubSpot says
+        the access token is not active (unknown, expired, revoked, another app's),
+        `InvalidClientError`, `BadRequestError`, a `RetryableError` (`NetworkError`,
+        `ServerError`, `RateLimitError`) once the tries are spent, or `ConfigurationError`
+        when `token` is not a `Token`.
+        """
+        if not protocol.needs_account_details(token):
+            return token
+        return protocol.with_account_details(token, self.introspect(token.access_token))
+
     def revoke(self, refresh_token: str) -> None:
         """Revoke a refresh token (v1 DELETE or v3/2026-03 revoke; RFC 7009; reference §6.4).
 
@@ -515,6 +540,12 @@ class AsyncOAuthClient(_BaseOAuthClient):
     async def introspect(self, token: str, token_type_hint: str = ACCESS_TOKEN_HINT) -> TokenInfo:
         """As `OAuthClient.introspect`."""
         return await self._call(self._introspect_spec(token, token_type_hint), token)
+
+    async def with_account_details(self, token: Token) -> Token:
+        """As `OAuthClient.with_account_details`."""
+        if not protocol.needs_account_details(token):
+            return token
+        return protocol.with_account_details(token, await self.introspect(token.access_token))
 
     async def revoke(self, refresh_token: str) -> None:
         """As `OAuthClient.revoke`."""

@@ -60,6 +60,7 @@ __all__ = [
     "RequestSpec",
     "TokenInfo",
     "authorization_url",
+    "needs_account_details",
     "code_challenge_s256",
     "error_from_response",
     "exchange_code_request",
@@ -74,6 +75,7 @@ __all__ = [
     "redact",
     "refresh_request",
     "revoke_request",
+    "with_account_details",
 ]
 
 USER_AGENT = "hubspot-oauth-python/0.1.0"
@@ -519,6 +521,49 @@ def _token_info(
         hublet=_str(payload.get("hublet", signed.get("hublet"))),
         token=body_token if isinstance(body_token, str) and body_token else token,
         raw=raw,
+    )
+
+
+def needs_account_details(token: Token) -> bool:
+    """True when `token` lacks an account detail that introspecting its access token gives:
+    `hub_id`, `hub_domain`, `user` (the installing user's email) or `scopes`.
+
+    HubSpot's v3 token response names the hub_id and scopes but never the domain or the
+    user (reference §4.2); old v1 responses carry only the tokens. Raises
+    `ConfigurationError` when `token` is not a `Token`.
+    """
+    if not isinstance(token, Token):
+        raise ConfigurationError("account details are looked up for a hubspot_oauth.Token")
+    return token.hub_id is None or not token.hub_domain or not token.user or not token.scopes
+
+
+def with_account_details(token: Token, info: TokenInfo) -> Token:
+    """`token` completed from `info`, an introspection of its own access token (reference
+    §6.1, §6.3): `hub_id`, `hub_domain`, `user`, `user_id` and `scopes`.
+
+    What the token already has is kept (the token response is the authority on its own
+    grant); what HubSpot left out stays None (v3 introspection's `hub_domain` and `user`
+    are optional, reference §6.3). `expires_at` and the secrets are unchanged.
+    Raises `AuthenticationError` (`status_code` 401, `category` ``INVALID_AUTHENTICATION``,
+    `error` ``invalid_token``: what HubSpot's APIs answer for such a token, reference §7.3,
+    RFC 6750 §3.1) when `info` is not active: the access token is unknown, expired, revoked
+    or another app's (RFC 7662 §2.2).
+    """
+    if not info.active:
+        raise AuthenticationError(
+            "HubSpot's introspection says this access token is not active (unknown, "
+            "expired, revoked, or another app's): refresh it, or send the user through the "
+            "install again",
+            status_code=401,
+            category="INVALID_AUTHENTICATION",
+            error="invalid_token",
+        )
+    return token.replace(
+        hub_id=token.hub_id if token.hub_id is not None else info.hub_id,
+        hub_domain=token.hub_domain or info.hub_domain,
+        user=token.user or info.user,
+        user_id=token.user_id if token.user_id is not None else info.user_id,
+        scopes=token.scopes or tuple(info.scopes),
     )
 
 

@@ -87,6 +87,7 @@ from ..errors import (
     TokenStoreError,
 )
 from ..tokens import Token
+from . import protocol
 from ._database import guarded
 from .config import ClientConfig
 from .crypto import KeyRing
@@ -524,16 +525,19 @@ class TokenStore:
 
         HubSpot's token response names the account (`hub_id`) but not the installing user's
         email or the account's domain. With `describe` (default: when the store has a
-        client and the token lacks them) the store asks HubSpot once
-        (`OAuthClient.introspect`, reference §6) so `Connection` can show them; if that
-        call fails the token is saved as it is.
+        client and the token lacks hub_id, hub_domain, user or scopes) the store asks
+        HubSpot once (`OAuthClient.with_account_details`, reference §6) so `Connection`
+        can show them; if that call fails the token is saved as it is (with a warning).
+        Pass ``describe=False`` for a token that already went through
+        `with_account_details`: HubSpot may leave some details out, and asking again
+        would only repeat its answer.
 
         Raises `ConfigurationError` when the token has no hub_id and no key is given.
         """
         if not isinstance(token, Token):
             raise ConfigurationError("TokenStore.save needs a hubspot_oauth.Token")
         if describe is None:
-            describe = token.user is None or token.hub_domain is None
+            describe = protocol.needs_account_details(token)
         if describe and self.client is not None:
             token = self._described(token)
         if key is None:
@@ -576,23 +580,19 @@ class TokenStore:
         return key
 
     def _described(self, token: Token) -> Token:
+        """`token` with its account details from the client's one lookup; as it is when
+        that fails: saving must not lose a token over details that are for display."""
+        lookup = getattr(self.client, "with_account_details", None)
         introspect = getattr(self.client, "introspect", None)
-        if not callable(introspect):
-            return token
         try:
-            info = introspect(token.access_token)
+            if callable(lookup):
+                return lookup(token)
+            if callable(introspect):  # a client of its own making, without the lookup
+                return protocol.with_account_details(token, introspect(token.access_token))
         except HubSpotOAuthError as exc:
             logger.warning("could not look up the installing user of a token (%s); saving "
                            "it without", type(exc).__name__)
-            return token
-        if not getattr(info, "active", False):
-            return token
-        return token.replace(
-            user=token.user or info.user,
-            hub_domain=token.hub_domain or info.hub_domain,
-            hub_id=token.hub_id if token.hub_id is not None else info.hub_id,
-            user_id=token.user_id if token.user_id is not None else info.user_id,
-        )
+        return token
 
     def _token_columns(self, token: Token) -> dict[str, Any]:
         return {
