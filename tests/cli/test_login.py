@@ -326,3 +326,70 @@ def test_timeout_is_honoured_with_an_idle_connection_open(local_hubspot) -> None
     assert "timed out after 2 s" in err and len(err.strip().splitlines()) == 1
     assert "Traceback" not in err
     assert TokenStore(local_hubspot.tokens_url).connections() == []
+
+
+# -- the account lookup after the code exchange (one introspection per login) -----------
+
+
+def test_login_looks_the_account_up_once(local_hubspot: LocalHubSpot, monkeypatch) -> None:
+    browser = FakeBrowser()
+    monkeypatch.setattr("hubspot_oauth.cli.login.webbrowser.open", browser.open)
+    result = _invoke(["login", "--json", "--timeout", "30"], local_hubspot.env())
+    browser.join()
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["hub_domain"] == "acme.example.com" and data["user"] == "admin@example.com"
+    stats = local_hubspot.hubspot.stats()
+    assert stats["token"]["authorization_code"] == {"ok": 1, "error": 0}
+    # The CLI's lookup filled in the details; saving them did not ask HubSpot again.
+    assert stats["introspect"] == {"ok": 1, "error": 0}
+    assert stats["metadata"] == {"ok": 0, "error": 0}
+    connection = TokenStore(local_hubspot.tokens_url).connection("1234567")
+    assert connection.user == "admin@example.com"
+
+
+@pytest.mark.parametrize(("fault", "times", "says"), [
+    ("invalid_grant", 1, "not active"),  # HubSpot disowns the new access token
+    ("server_error", 3, "HTTP 500"),     # every try of the lookup fails (RetryPolicy: 3)
+])
+def test_login_whose_account_lookup_fails_stores_nothing(
+    local_hubspot: LocalHubSpot, monkeypatch, fault: str, times: int, says: str
+) -> None:
+    local_hubspot.hubspot.faults.add(endpoint="introspect", fault=fault, times=times)
+    browser = FakeBrowser()
+    monkeypatch.setattr("hubspot_oauth.cli.login.webbrowser.open", browser.open)
+    result = CliRunner().invoke(cli, ["login", "--timeout", "30"], env=local_hubspot.env())
+    browser.join()
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "looking up the account" in lines[0] and says in lines[0]
+    assert "Nothing was stored" in lines[0]
+    assert browser.responses[0].status_code == 502
+    assert "Nothing was stored" in browser.responses[0].text
+    assert TokenStore(local_hubspot.tokens_url).connections() == []
+    stats = local_hubspot.hubspot.stats()
+    assert stats["token"]["authorization_code"] == {"ok": 1, "error": 0}
+    # One lookup (its tries; a fault counts as an error), and save never asked again.
+    assert stats["introspect"] == {"ok": 0, "error": times}
+
+
+def test_with_account_details_of_earlier_versions_still_works(local_hubspot) -> None:
+    """`hubspot_oauth.cli.login.with_account_details(client, token)`: the library's lookup,
+    with the token unchanged when it fails (as before)."""
+    from hubspot_oauth import Endpoints, OAuthClient
+    from hubspot_oauth.cli.login import with_account_details
+
+    client = OAuthClient(client_id=local_hubspot.client_id,
+                         client_secret=local_hubspot.client_secret,
+                         redirect_uri=local_hubspot.redirect_uri,
+                         endpoints=Endpoints.local(local_hubspot.base_url))
+    code = local_hubspot.hubspot.issue_code(
+        client_id=local_hubspot.client_id, redirect_uri=local_hubspot.redirect_uri,
+        user_email="admin@example.com", hub_id=1234567,
+        scopes=["crm.objects.contacts.read"], optional_scopes=[])
+    token = client.exchange_code(code)
+    local_hubspot.hubspot.faults.add(endpoint="introspect", fault="invalid_grant", times=1)
+    assert with_account_details(client, token) is token
+    assert with_account_details(client, token).user == "admin@example.com"
+    assert local_hubspot.hubspot.stats()["introspect"] == {"ok": 1, "error": 1}

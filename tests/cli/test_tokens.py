@@ -11,7 +11,6 @@ from click.testing import CliRunner
 
 from hubspot_oauth import Endpoints, OAuthClient, ReauthorizationRequiredError, TokenStore
 from hubspot_oauth.cli import cli
-from hubspot_oauth.cli.login import with_account_details
 
 from .conftest import LocalHubSpot
 
@@ -31,7 +30,8 @@ def _connect(hs: LocalHubSpot, keys: list[str], hub_id: int = 1234567) -> TokenS
             user_email="admin@example.com", hub_id=hub_id,
             scopes=["crm.objects.contacts.read"], optional_scopes=[],
         )
-        store.save(with_account_details(client, client.exchange_code(code)), key=key)
+        store.save(client.with_account_details(client.exchange_code(code)), key=key,
+                   describe=False)
     return store
 
 

@@ -219,14 +219,19 @@ def login(no_browser: bool, timeout: int, account_id: int | None, key: str | Non
         if not code:
             outcome.error = "HubSpot's redirect carried no authorization code"
             return 400, "Not connected", outcome.error + ". Nothing was stored."
+        step = "the code exchange"
         try:
-            token = with_account_details(client, client.exchange_code(code))
+            token = client.exchange_code(code)
+            step = "looking up the account (HubSpot's token introspection)"
+            token = client.with_account_details(token)
+            step = "saving the tokens"
             assert store is not None
-            outcome.key = store.save(token, key=key)
+            # Looked up just now: the store must not ask HubSpot again.
+            outcome.key = store.save(token, key=key, describe=False)
             outcome.token = token
         except HubSpotOAuthError as exc:
-            outcome.error = f"the code exchange failed: {exc}"
-            return 502, "Not connected", outcome.error
+            outcome.error = f"{step} failed: {exc}. Nothing was stored"
+            return 502, "Not connected", outcome.error + "."
         return (200, "Connected",
                 f"HubSpot account {token.hub_id} is connected. You can close this tab and go "
                 "back to the terminal.")
@@ -273,19 +278,12 @@ def login(no_browser: bool, timeout: int, account_id: int | None, key: str | Non
 
 
 def with_account_details(client: OAuthClient, token: Token) -> Token:
-    """`token` with hub_domain, user (and hub_id, scopes) filled in from introspection when
-    the token response lacked them (v3 token responses do); unchanged if that fails."""
-    if token.hub_domain and token.user and token.hub_id and token.scopes:
-        return token
+    """Kept for callers of earlier versions: `OAuthClient.with_account_details`, but
+    `token` comes back unchanged when that lookup fails (`HubSpotOAuthError`)."""
     try:
-        info = client.introspect(token.access_token)
+        return client.with_account_details(token)
     except HubSpotOAuthError:
         return token
-    return token.replace(
-        hub_id=token.hub_id or info.hub_id, hub_domain=token.hub_domain or info.hub_domain,
-        user=token.user or info.user, user_id=token.user_id or info.user_id,
-        scopes=token.scopes or tuple(info.scopes),
-    )
 
 
 def _print_connected(client: OAuthClient, token: Token, key: str, as_json: bool) -> None:
