@@ -134,6 +134,37 @@ def test_hubspot_error_is_shown_and_nothing_stored(qs: TestClient, setup: Setup)
     assert _connections(setup) == []
 
 
+def test_install_looks_the_account_up_once(qs: TestClient, setup: Setup) -> None:
+    assert install(qs).status_code == 303
+    stats = setup.stats()
+    assert stats["token"]["authorization_code"] == {"ok": 1, "error": 0}
+    # The callback's lookup filled in domain and user; saving did not ask HubSpot again.
+    assert stats["introspect"] == {"ok": 1, "error": 0}
+    assert stats["metadata"] == {"ok": 0, "error": 0}
+    [connection] = _connections(setup)
+    assert connection.hub_domain == "acme.example.com" and connection.user == "admin@example.com"
+
+
+@pytest.mark.parametrize(("fault", "times"), [
+    ("invalid_grant", 1),  # HubSpot disowns the new access token: not active
+    ("server_error", 3),   # every try of the lookup fails (RetryPolicy: 3)
+])
+def test_install_whose_account_lookup_fails_stores_nothing(
+    qs: TestClient, setup: Setup, fault: str, times: int
+) -> None:
+    setup.hubspot.faults.add(endpoint="introspect", fault=fault, times=times)
+    page = install(qs)
+    assert page.status_code == 502
+    assert "HubSpot did not confirm the new connection" in page.text
+    assert "Nothing was stored" in page.text
+    assert ("not active" if fault == "invalid_grant" else "HTTP 500") in page.text
+    assert _connections(setup) == []
+    stats = setup.stats()
+    assert stats["token"]["authorization_code"] == {"ok": 1, "error": 0}
+    # One lookup (its tries; a fault counts as an error), and save never asked again.
+    assert stats["introspect"] == {"ok": 0, "error": times}
+
+
 def test_expired_state(setup: Setup) -> None:
     now = [datetime.now(UTC)]
     states = StateStore("memory://", now=lambda: now[0])

@@ -53,7 +53,6 @@ from hubspot_oauth import (
     ReauthorizationRequiredError,
     StateExpiredError,
     StateStore,
-    Token,
     TokenStore,
 )
 
@@ -292,8 +291,6 @@ def create_app(
             )
         try:
             token = await run_in_threadpool(deps.client.exchange_code, code)
-            token = await run_in_threadpool(_with_account_details, deps.client, token)
-            key = await run_in_threadpool(deps.store.save, token)
         except NetworkError as exc:
             return error_page(
                 request,
@@ -309,6 +306,33 @@ def create_app(
                 "The code could not be exchanged for tokens. Nothing was stored.",
                 status_code=502,
                 detail=str(exc),
+            )
+        try:
+            # One introspection for the domain and the installing user (reference §6.1);
+            # the store then saves without asking again.
+            token = await run_in_threadpool(deps.client.with_account_details, token)
+        except HubSpotOAuthError as exc:
+            unreachable = isinstance(exc, NetworkError)
+            return error_page(
+                request,
+                f"{options.hubspot_name} could not be reached" if unreachable
+                else "HubSpot did not confirm the new connection",
+                "The account of the new access token could not be looked up (token "
+                "introspection). Nothing was stored.",
+                status_code=502,
+                detail=str(exc),
+            )
+        try:
+            key = await run_in_threadpool(deps.store.save, token, describe=False)
+        except HubSpotOAuthError as exc:  # the token store's database or key
+            return error_page(
+                request,
+                "The connection could not be saved",
+                "The quickstart's token store refused the new tokens. Nothing was stored.",
+                status_code=500,
+                detail=str(exc),
+                next_step="Fix what the message says (see also the terminal), then install "
+                "again.",
             )
         return_to = safe_return_path((payload or {}).get("return_to"))
         target = return_to or f"/accounts/{quote(key, safe='')}?done=connected"
@@ -492,23 +516,6 @@ def _account_view(connection: Connection, access_token: str | None = None) -> di
         "expired": expired,
         "needs_reauth": connection.needs_reauthorization,
     }
-
-
-def _with_account_details(client: OAuthClient, token: Token) -> Token:
-    """HubSpot's v3 token response names the hub_id but not the domain or the installing
-    user; introspection does (reference §6). Kept as-is when introspection fails: those
-    details are for display only."""
-    if token.hub_domain and token.user and token.hub_id:
-        return token
-    try:
-        info = client.introspect(token.access_token)
-    except HubSpotOAuthError:
-        return token
-    return token.replace(
-        hub_id=token.hub_id or info.hub_id, hub_domain=token.hub_domain or info.hub_domain,
-        user=token.user or info.user, user_id=token.user_id or info.user_id,
-        scopes=token.scopes or tuple(info.scopes),
-    )
 
 
 def _read_contacts(deps: _Deps, key: str) -> dict[str, Any]:
