@@ -7,11 +7,16 @@ that matter (single-use codes, rotation) are conditional UPDATEs, safe across pr
 
 Pooling and timeouts (per server process; every transaction is one short request's work):
 
-* PostgreSQL: 8 pooled connections, up to 32 more under load (40 = the request threads
-  Starlette runs, so a request never queues for a connection), 10 s pool wait, a ping
-  before each checkout (after a database restart the next request reconnects instead of
-  failing), recycled after 30 min, 5 s connect timeout, 15 s statement timeout and 60 s
-  idle-in-transaction timeout (a stuck query or client cannot hold row locks for long).
+* PostgreSQL: 32 pooled connections, one for each of `LocalHubSpot.db_threads` (a
+  connection opened for a burst is kept, not closed and reopened on the next one), up to
+  8 more for the pages' and control API's threads, 10 s pool wait, recycled after 30 min,
+  5 s connect timeout, 15 s statement timeout and 60 s idle-in-transaction timeout (a
+  stuck query or client cannot hold row locks for long). A connection is pinged at
+  checkout only when it may be dead: its socket has something to read while idle (a
+  restarted or stopped server closes its connections) or it was idle over
+  `PING_AFTER_IDLE` seconds; a dead one invalidates the pool, so after a database
+  restart the next request reconnects instead of failing. (A ping on every checkout cost
+  a round trip per transaction.)
 * SQLite: 8 + 8 connections and a 30 s pool wait (the pool's queue is fairer than
   SQLite's busy handler, so more connections would only add lock contention), WAL, a
   10 s busy timeout.
@@ -25,7 +30,9 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
+import select
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -80,14 +87,63 @@ def make_engine(database_url: str) -> Engine:
         return engine
     if url.drivername == "postgresql":  # psycopg 3 is what the postgres extra installs
         url = url.set(drivername="postgresql+psycopg")
-    options: dict = dict(pool_size=8, max_overflow=32, pool_timeout=10, pool_pre_ping=True,
-                         pool_recycle=1800)
+    options: dict = dict(pool_size=32, max_overflow=8, pool_timeout=10, pool_recycle=1800)
     if url.drivername == "postgresql+psycopg":
         options["connect_args"] = {
             "connect_timeout": 5,
             "options": "-c statement_timeout=15000 -c idle_in_transaction_session_timeout=60000",
         }
-    return sa.create_engine(url, **options)
+    engine = sa.create_engine(url, **options)
+    _ping_when_maybe_dead(engine)
+    return engine
+
+
+PING_AFTER_IDLE = 5.0  # seconds a pooled PostgreSQL connection may sit unused unpinged
+_RETURNED_AT = "hubspot_oauth_returned_at"
+
+
+def _readable(dbapi_connection: Any) -> bool:
+    """True when an idle connection's socket has data or EOF: the server sent something
+    unasked, which is how it ends a connection (shutdown, restart, terminated backend)."""
+    fileno = getattr(dbapi_connection, "fileno", None)
+    if fileno is None:
+        return True  # cannot tell: ping
+    try:
+        poller = select.poll()
+        poller.register(fileno(), select.POLLIN)
+        return bool(poller.poll(0))
+    except Exception:  # noqa: BLE001 - a closed or broken connection: the ping tells
+        return True
+
+
+def _ping_when_maybe_dead(engine: Engine) -> None:
+    """SQLAlchemy's pessimistic disconnect handling (a checkout event that raises
+    `DisconnectionError`: the pool reconnects and retries), pinging only a connection that
+    may be dead (see the module docstring)."""
+    dialect = engine.dialect
+
+    @event.listens_for(engine, "connect")
+    def _connect(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_RETURNED_AT] = time.monotonic()
+
+    @event.listens_for(engine, "checkin")
+    def _checkin(_dbapi_connection: Any, record: Any) -> None:
+        if record is not None:
+            record.info[_RETURNED_AT] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        returned = record.info.get(_RETURNED_AT)
+        if (returned is not None and time.monotonic() - returned <= PING_AFTER_IDLE
+                and not _readable(dbapi_connection)):
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as exc:
+            if dialect.is_disconnect(exc, dbapi_connection, None):
+                # Every connection opened before now is stale too (a restart ends all).
+                raise sa_exc.InvalidatePoolError(str(exc)) from exc
+            raise
 
 
 def _sqlite_events(engine: Engine, memory: bool) -> None:
@@ -233,16 +289,22 @@ class FastTransaction:
                     self._raw.commit()
                 except self._dbapi_error as error:
                     wrapped = self._wrap(error, "COMMIT")
-                    with contextlib.suppress(self._dbapi_error):
-                        self._raw.rollback()
+                    self._rollback()
                     raise wrapped from error
                 if self._inline is not None:
                     self._inline.committed()
             else:
-                with contextlib.suppress(self._dbapi_error):  # the first error is reported
-                    self._raw.rollback()
+                self._rollback()
         finally:
             self._release()
+
+    def _rollback(self) -> None:
+        # Quietly: the first error is reported. A connection invalidated by it (the
+        # database dropped it) has nothing to roll back.
+        if self._inline is None and not self._raw.is_valid:
+            return
+        with contextlib.suppress(self._dbapi_error):
+            self._raw.rollback()
 
     def _wrap(self, exc: BaseException, statement: str | None) -> BaseException:
         if self._inline is not None:
