@@ -126,6 +126,10 @@ _HOT_INSERT_AT = HotStatement(sa.insert(access_tokens).values(
     {c.name: sa.bindparam(c.name) for c in access_tokens.c if c.name != "id"}))
 _HOT_SELECT_AT_GRANT = HotStatement(_SELECT_AT_GRANT)
 _HOT_LOOKUP_AT = HotStatement(_LOOKUP["access_token"])
+# A counter is the sum of its shards (ratelimit.count_call).
+_STATS_KEY = (stats.c.endpoint, stats.c.grant_type, stats.c.outcome)
+_STATS_TOTALS = sa.select(*_STATS_KEY, sa.func.sum(stats.c.count).label("count")).group_by(
+    *_STATS_KEY)
 # The code exchange's statements, shared by its fast and general paths. The code row is
 # read FOR UPDATE (PostgreSQL; SQLite's BEGIN IMMEDIATE already serializes), and
 # consumed by a conditional UPDATE: the single-use guarantee, across processes.
@@ -1195,14 +1199,14 @@ class LocalHubSpot:
             "api": {"ok": 0, "error": 0},
         }
         with read(self.engine) as conn:
-            rows = conn.execute(sa.select(stats)).all()
+            rows = conn.execute(_STATS_TOTALS).all()
         for r in rows:
             if r.endpoint == "token":
                 bucket = result["token"].setdefault(r.grant_type or "other",
                                                     {"ok": 0, "error": 0})
             else:
                 bucket = result.setdefault(r.endpoint, {"ok": 0, "error": 0})
-            bucket[r.outcome] = bucket.get(r.outcome, 0) + r.count
+            bucket[r.outcome] = bucket.get(r.outcome, 0) + int(r.count)
         return result
 
 

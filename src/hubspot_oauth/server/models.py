@@ -30,7 +30,7 @@ __all__ = [
 
 VERSION_TABLE = "hubspot_oauth_server_version"
 # The newest Alembic revision; a database at another revision is refused until upgraded.
-SCHEMA_REVISION = "0003_seed_fingerprint"
+SCHEMA_REVISION = "0004_stats_shards"
 
 metadata = sa.MetaData(
     naming_convention={
@@ -201,6 +201,10 @@ stats = sa.Table(
     sa.Column("grant_type", sa.String(40), primary_key=True),  # "" when not a token call
     sa.Column("outcome", sa.String(10), primary_key=True),  # "ok" | "error"
     sa.Column("count", sa.Integer, nullable=False),
+    # Each writing thread adds to a row of its own (ratelimit.stats_shard), so concurrent
+    # calls never wait on one row's lock; a count is the sum over shards.
+    sa.Column("shard", sa.Integer, primary_key=True, autoincrement=False,
+              server_default="0"),
 )
 
 rate_windows = sa.Table(
