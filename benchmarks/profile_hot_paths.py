@@ -14,7 +14,9 @@ machine; wall time does, and is printed only for reference. Each figure is the m
 
 Routes: ``bare`` (the bare-ASGI form POST of the benchmarks, the stack's limit),
 ``bare+sqlite`` (the same plus one INSERT + COMMIT with sqlite3: the floor of a grant that
-stores what it issues), ``refresh`` (POST /oauth/v3/token, refresh_token grant),
+stores what it issues), ``refresh`` (POST /oauth/v3/token, refresh_token grant), ``code``
+(the same endpoint, authorization_code grant: codes minted beforehand with
+`LocalHubSpot.issue_code`, each sent once; minting is not measured),
 ``introspect`` (POST /oauth/v3/token/introspect of an access token), ``api`` (GET
 /crm/v3/objects/contacts?limit=10 with a bearer token) and ``api-noauth`` (the same route
 with `api_auth=False`). Every answer is checked (status and a marker in the body); a
@@ -41,7 +43,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -49,7 +51,7 @@ from urllib.parse import urlencode
 PROFILES = Path(__file__).resolve().parent / "results" / "profiles"
 HUB_ID = 1234567
 USER = "admin@example.com"
-ROUTES = ("bare", "bare+sqlite", "refresh", "introspect", "api", "api-noauth")
+ROUTES = ("bare", "bare+sqlite", "refresh", "code", "introspect", "api", "api-noauth")
 
 ASGIApp = Callable[[dict, Callable[[], Awaitable[dict]], Callable[[dict], Awaitable[None]]],
                    Awaitable[None]]
@@ -57,24 +59,36 @@ ASGIApp = Callable[[dict, Callable[[], Awaitable[dict]], Callable[[dict], Awaita
 
 class Call:
     """One request to replay: method, path, query, headers, body, and what a good answer
-    contains."""
+    contains. With `bodies` (an iterator), each request takes the next body instead:
+    single-use requests such as code exchanges."""
 
     def __init__(self, method: str, path: str, *, query: str = "", body: bytes = b"",
-                 headers: list[tuple[bytes, bytes]] | None = None, expect: bytes = b"") -> None:
+                 headers: list[tuple[bytes, bytes]] | None = None, expect: bytes = b"",
+                 bodies: Iterator[bytes] | None = None) -> None:
         self.method = method
         self.path = path
         self.query = query.encode()
         self.body = body
+        self.bodies = bodies
         self.headers = [(b"host", b"127.0.0.1:8000"), *(headers or [])]
-        if body:
-            self.headers.append((b"content-length", str(len(body)).encode()))
         self.expect = expect
 
-    def scope(self) -> dict[str, Any]:
+    def next_body(self) -> bytes:
+        if self.bodies is None:
+            return self.body
+        body = next(self.bodies, None)
+        if body is None:
+            raise SystemExit(f"{self.method} {self.path}: out of single-use bodies")
+        return body
+
+    def scope(self, body: bytes) -> dict[str, Any]:
+        headers = list(self.headers)
+        if body:
+            headers.append((b"content-length", str(len(body)).encode()))
         return {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"},
                 "http_version": "1.1", "method": self.method, "scheme": "http",
                 "path": self.path, "raw_path": self.path.encode(), "query_string": self.query,
-                "root_path": "", "headers": list(self.headers),
+                "root_path": "", "headers": headers,
                 "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000), "state": {}}
 
 
@@ -83,12 +97,13 @@ async def request(app: ASGIApp, call: Call) -> tuple[int, bytes]:
     sent = False
     status = 0
     chunks: list[bytes] = []
+    body = call.next_body()
 
     async def receive() -> dict:
         nonlocal sent
         if not sent:
             sent = True
-            return {"type": "http.request", "body": call.body, "more_body": False}
+            return {"type": "http.request", "body": body, "more_body": False}
         await asyncio.sleep(3600)  # the client stays connected
         return {"type": "http.disconnect"}
 
@@ -99,7 +114,7 @@ async def request(app: ASGIApp, call: Call) -> tuple[int, bytes]:
         elif message["type"] == "http.response.body":
             chunks.append(message.get("body", b""))
 
-    await app(call.scope(), receive, send)
+    await app(call.scope(body), receive, send)
     return status, b"".join(chunks)
 
 
@@ -111,10 +126,14 @@ async def drive(app: ASGIApp, call: Call, n: int) -> None:
                              f"{body[:300]!r}")
 
 
+def warmup_count(n: int) -> int:
+    return max(50, n // 10)
+
+
 def measure(loop: asyncio.AbstractEventLoop, app: ASGIApp, call: Call, n: int,
             repeat: int) -> tuple[float, float]:
     """(CPU µs per request, wall µs per request), medians of `repeat` runs of `n`."""
-    loop.run_until_complete(drive(app, call, max(50, n // 10)))  # warm-up
+    loop.run_until_complete(drive(app, call, warmup_count(n)))
     cpu, wall = [], []
     for _ in range(repeat):
         gc.collect()
@@ -162,21 +181,39 @@ def build(database_url: str, api_auth: bool = True) -> Any:
                                      control_api=True, api_auth=api_auth))
 
 
+def mint_code(app: Any) -> str:
+    """A code of the seed app in portal 1234567, from the consent rules (no pages)."""
+    from hubspot_oauth.server.seed import default_seed
+
+    seed_app = default_seed().apps[0]
+    return app.state.hubspot.issue_code(
+        client_id=seed_app.client_id, redirect_uri=seed_app.redirect_urls[0],
+        user_email=USER, hub_id=HUB_ID, scopes=["crm.objects.contacts.read"])
+
+
+def code_body(code: str) -> bytes:
+    """The form body exchanging `code`, as the seed app sends it."""
+    from hubspot_oauth.server.seed import default_seed
+
+    seed_app = default_seed().apps[0]
+    return _form({"grant_type": "authorization_code", "client_id": seed_app.client_id,
+                  "client_secret": seed_app.client_secret,
+                  "redirect_uri": seed_app.redirect_urls[0], "code": code})
+
+
+def code_call(app: Any, count: int) -> Call:
+    """The ``code`` route: `count` codes minted now, each exchanged once."""
+    bodies = [code_body(mint_code(app)) for _ in range(count)]
+    return Call("POST", "/oauth/v3/token", headers=FORM, expect=b'"refresh_token"',
+                bodies=iter(bodies))
+
+
 def tokens(loop: asyncio.AbstractEventLoop, app: Any) -> tuple[str, str]:
     """A refresh and an access token of the seed app in portal 1234567, obtained the way
     a client does (a code from the consent rules, exchanged over the token endpoint)."""
     import json
 
-    from hubspot_oauth.server.seed import default_seed
-
-    seed_app = default_seed().apps[0]
-    hubspot = app.state.hubspot
-    code = hubspot.issue_code(client_id=seed_app.client_id,
-                              redirect_uri=seed_app.redirect_urls[0], user_email=USER,
-                              hub_id=HUB_ID, scopes=["crm.objects.contacts.read"])
-    body = _form({"grant_type": "authorization_code", "client_id": seed_app.client_id,
-                  "client_secret": seed_app.client_secret,
-                  "redirect_uri": seed_app.redirect_urls[0], "code": code})
+    body = code_body(mint_code(app))
     status, answer = loop.run_until_complete(
         request(app, Call("POST", "/oauth/v3/token", body=body, headers=FORM)))
     if status != 200:
@@ -221,6 +258,10 @@ def run(database: str, label: str, args: argparse.Namespace,
                 _inline(noauth.state.hubspot)
         refresh_token, access_token = tokens(loop, app)
         by_name = calls(refresh_token, access_token)
+        if "code" in wanted or args.profile == "code":
+            needed = ((warmup_count(args.n) + args.repeat * args.n if "code" in wanted else 0)
+                      + (args.n if args.profile == "code" else 0))
+            by_name["code"] = code_call(app, needed)
         bare = Call("POST", "/oauth/v3/token", headers=FORM, expect=b'"ok"',
                     body=by_name["refresh"].body)
         for name in wanted:
