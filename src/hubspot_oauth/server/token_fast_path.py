@@ -6,8 +6,9 @@ refresh was Starlette (routing, `Request`, `Response`), not the grant. This path
 only a request whose answer it knows is the general route's, byte for byte: no query
 string, a form body within the size limit, every parameter once and at most `MAX_PARAM`
 characters, a supported grant with its parameters present, a client the brute-force guard
-lets through, and the domain's inline hot path answering it (`LocalHubSpot.refresh(...,
-inline=True)`; it counts stats and checks the fault queue itself). Anything else (and
+lets through, and the domain's inline hot path answering it (`LocalHubSpot.refresh` or
+`.exchange_code` with ``inline=True``; they count stats and check the fault queue
+themselves). Anything else (and
 every refusal) is handed to the general route untouched: the ASGI messages read so far are
 replayed, and nothing was written or counted. An `OAuthError` the inline call itself
 raises is answered here exactly as `token.guarded_run` does.
@@ -19,7 +20,9 @@ tests/server/test_token_fast_path.py sends the same requests through both paths.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from starlette.requests import Request
 from starlette.types import Message, Receive, Scope
@@ -117,12 +120,27 @@ def _token_path(version: str) -> FastPath:
         hubspot = state.hubspot
         read: list[Message] = []
         form = await _read_form(scope, receive, hubspot.settings.max_body_bytes, read)
-        if form is None or form.get("grant_type") != "refresh_token":
+        if form is None:
             return _replay(read, receive)
+        grant_type = form.get("grant_type")
         client_id = form.get("client_id")
         client_secret = form.get("client_secret")
-        refresh_token = form.get("refresh_token")
-        if not (client_id and client_secret and refresh_token):
+        if not (client_id and client_secret):
+            return _replay(read, receive)
+        if grant_type == "refresh_token":
+            refresh_token = form.get("refresh_token")
+            if not refresh_token:
+                return _replay(read, receive)
+            grant: Any = functools.partial(hubspot.refresh, refresh_token=refresh_token)
+        elif grant_type == "authorization_code":
+            code = form.get("code")
+            redirect_uri = form.get("redirect_uri")
+            if not (code and redirect_uri):
+                return _replay(read, receive)
+            grant = functools.partial(hubspot.exchange_code, code=code,
+                                      redirect_uri=redirect_uri,
+                                      code_verifier=form.get("code_verifier") or None)
+        else:
             return _replay(read, receive)
         guard = guard_for(state)
         client = scope.get("client")
@@ -130,9 +148,8 @@ def _token_path(version: str) -> FastPath:
         if not guard.check(*keys).allowed:
             return _replay(read, receive)
         try:
-            payload = hubspot.refresh(client_id=client_id, client_secret=client_secret,
-                                      refresh_token=refresh_token, fault_endpoint="token",
-                                      inline=True)
+            payload = grant(client_id=client_id, client_secret=client_secret,
+                            fault_endpoint="token", inline=True)
         except (FastPathMiss, FaultPending):
             return _replay(read, receive)
         except HubSpotHTTPError as exc:
