@@ -101,7 +101,7 @@ def test_chromium_login_picker_consent_grant(
     if executable is None:
         unavailable("Chromium", "no chromium binary on PATH or at /usr/bin/chromium")
     try:
-        from playwright.sync_api import sync_playwright
+        from playwright.sync_api import expect, sync_playwright
     except ImportError as exc:  # pragma: no cover - playwright is a dev dependency
         unavailable("Playwright", str(exc))
     redirect_uri, received = callback
@@ -118,27 +118,30 @@ def test_chromium_login_picker_consent_grant(
         try:
             page = chromium.new_page(viewport={"width": 1100, "height": 800})
             page.goto(url)
-            assert page.locator("h1").inner_text() == "Log in to HubSpot"
+            # Every read after a click waits on the next page (expect): a one-shot read may
+            # see the old page, or the new one before it has all been parsed.
+            expect(page.locator("h1")).to_have_text("Log in to HubSpot")
             page.fill("#email", "admin@example.com")
             page.fill("#password", "wrong")
             page.click("button[type=submit]")
-            assert "incorrect" in page.locator(".alert").inner_text()
+            expect(page.locator(".alert")).to_contain_text("incorrect")
             shot(page, "1-login-error")
             page.fill("#password", "password")
             page.click("button[type=submit]")
 
-            assert page.locator("h1").inner_text() == "Choose an account"
+            expect(page.locator("h1")).to_have_text("Choose an account")
             shot(page, "2-account-picker")
             page.click("button[value='7654321']")
 
-            assert page.locator("h1").inner_text() == "Connect Socket Test App to Globex"
+            expect(page.locator("h1")).to_have_text("Connect Socket Test App to Globex")
+            page.wait_for_load_state()  # the whole consent page, for the check of what it lacks
             consent_text = page.locator("main").inner_text()
             assert "View properties and other details about contacts" in consent_text
             assert "workflows" not in consent_text  # Globex lacks automation: not shown
             shot(page, "3-consent")
             page.click("button[value='grant']")
             page.wait_for_url(redirect_uri + "?*")
-            assert page.locator("h1").inner_text() == "Callback received"
+            expect(page.locator("h1")).to_have_text("Callback received")
 
             # The app received exactly one request: the code and the state, byte for byte.
             assert len(received) == 1
@@ -150,13 +153,13 @@ def test_chromium_login_picker_consent_grant(
             page.goto(url.replace("state=", "state=second"))
             page.click("button[value='1234567']")
             page.click("button[value='cancel']")
-            assert page.locator("h1").inner_text() == "Access not granted"
+            expect(page.locator("h1")).to_have_text("Access not granted")
             shot(page, "4-cancelled")
             assert len(received) == 1
 
             # An install error is a page, not a redirect.
             page.goto(url.replace("automation", "tickets"))
-            assert page.locator("h1").inner_text() == "Couldn't complete the connection"
+            expect(page.locator("h1")).to_have_text("Couldn't complete the connection")
             shot(page, "5-error-scope-mismatch")
             assert len(received) == 1
         finally:
