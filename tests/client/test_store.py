@@ -84,6 +84,15 @@ def raw_row(store: TokenStore, key: str) -> dict[str, Any]:
     return dict(row)
 
 
+def wait_until_held_at_hubspot(hubspot: Any, timeout: float = 30.0) -> None:
+    """Until HubSpot has taken every queued fault: a request given a ``delay`` fault is
+    then being held there. (A fixed sleep raced a worker thread that started late.)"""
+    deadline = time.monotonic() + timeout
+    while hubspot.server.faults.pending():
+        assert time.monotonic() < deadline, "the request never reached HubSpot"
+        time.sleep(0.01)
+
+
 # -- saving and reading -------------------------------------------------------------------
 
 
@@ -429,7 +438,9 @@ def test_bad_refresh_token_after_another_process_rotated_rereads_and_succeeds(
 
     thread = threading.Thread(target=run_slow)
     thread.start()
-    time.sleep(1.0)  # its lease (0.5 s) ran out while its request waits at HubSpot
+    wait_until_held_at_hubspot(hubspot)
+    # Its lease (0.5 s) runs out while its request waits at HubSpot: the other store waits
+    # for that, takes over and rotates the refresh token first.
     results["other"] = other.access_token(key)
     thread.join(timeout=30)
     assert not thread.is_alive()
@@ -691,7 +702,10 @@ def test_a_slow_refresh_keeps_its_lease_alive(
     results: dict[str, Any] = {}
     thread = threading.Thread(target=lambda: results.update(slow=slow.access_token(key)))
     thread.start()
-    time.sleep(1.2)  # twice the lease: only renewal keeps it
+    wait_until_held_at_hubspot(hubspot)
+    first_lease_end = raw_row(slow, key)["refreshing_until"]
+    while time.time() < first_lease_end + 0.6:  # two leases on: only renewal keeps it
+        time.sleep(0.05)
     results["other"] = other.access_token(key)
     thread.join(timeout=30)
     assert not thread.is_alive()
@@ -717,7 +731,7 @@ def test_a_token_rotated_and_saved_elsewhere_mid_refresh_is_used(
     results: dict[str, Any] = {}
     thread = threading.Thread(target=lambda: results.update(ours=store.access_token(key)))
     thread.start()
-    time.sleep(0.5)
+    wait_until_held_at_hubspot(hubspot)  # ours is held there; the other writer goes first
     elsewhere = hubspot.oauth_client().refresh(store.get(key).refresh_token)
     store.save(elsewhere, key=key, describe=False)
     thread.join(timeout=30)
