@@ -7,9 +7,9 @@ that matter (single-use codes, rotation) are conditional UPDATEs, safe across pr
 
 Pooling and timeouts (per server process; every transaction is one short request's work):
 
-* PostgreSQL: 32 pooled connections, one for each of `LocalHubSpot.db_threads` (a
-  connection opened for a burst is kept, not closed and reopened on the next one), up to
-  8 more for the pages' and control API's threads, 10 s pool wait, recycled after 30 min,
+* PostgreSQL: 16 pooled connections, one for each of `LocalHubSpot.db_threads` (8) and
+  the pages' and control API's threads (a connection opened for a burst is kept, not
+  closed and reopened on the next one), up to 24 more, 10 s pool wait, recycled after 30 min,
   5 s connect timeout, 15 s statement timeout and 60 s idle-in-transaction timeout (a
   stuck query or client cannot hold row locks for long). A connection is pinged at
   checkout only when it may be dead: its socket has something to read while idle (a
@@ -62,6 +62,7 @@ __all__ = [
 log = logging.getLogger("hubspot_oauth.server")
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _BEGIN_OPTION = "hubspot_oauth_begin"
+BUSY_TIMEOUT_MS = 10_000  # SQLite: how long a pooled connection waits for a lock
 
 
 class DatabaseSchemaError(HubSpotOAuthError):
@@ -87,7 +88,7 @@ def make_engine(database_url: str) -> Engine:
         return engine
     if url.drivername == "postgresql":  # psycopg 3 is what the postgres extra installs
         url = url.set(drivername="postgresql+psycopg")
-    options: dict = dict(pool_size=32, max_overflow=8, pool_timeout=10, pool_recycle=1800)
+    options: dict = dict(pool_size=16, max_overflow=24, pool_timeout=10, pool_recycle=1800)
     if url.drivername == "postgresql+psycopg":
         options["connect_args"] = {
             "connect_timeout": 5,
@@ -155,7 +156,7 @@ def _sqlite_events(engine: Engine, memory: bool) -> None:
         if not memory:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
@@ -380,9 +381,19 @@ class InlineConnection:
     WAL checkpoints (copying the log into the database and syncing it, milliseconds)
     would stall the loop when a commit here crossed SQLite's auto-checkpoint size; so
     this connection never checkpoints, and every `CHECKPOINT_EVERY` commits a worker
-    thread runs a PASSIVE one (it never blocks writers) on a pooled connection."""
+    thread runs a PASSIVE one (it never blocks writers) on a pooled connection.
+
+    Under steady writes a PASSIVE checkpoint never catches up with the log (commits land
+    while it syncs), so SQLite never starts the log over and the WAL file grew without
+    bound (500 MB after 24,000 refreshes), and appending to a growing file cost ~20 µs
+    CPU a commit more than rewriting one. So once the log holds `RESTART_FRAMES`, the
+    worker finishes with a RESTART checkpoint: it holds off writers for the moment it
+    takes (this connection then misses; the thread pool waits) and the next commit
+    writes the log from its start."""
 
     CHECKPOINT_EVERY = 200  # commits of a few pages each: about SQLite's 1000-page default
+    RESTART_FRAMES = 16_384  # WAL pages (64 MB at 4 KiB): about 2,600 refreshes
+    RESTART_WAIT_MS = 100  # the RESTART's busy timeout: at most this long for other users
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -434,7 +445,14 @@ class InlineConnection:
         try:
             raw = engine.raw_connection()
             try:
-                raw.dbapi_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                db = raw.dbapi_connection
+                _busy, frames, _done = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                if frames >= self.RESTART_FRAMES:
+                    db.execute(f"PRAGMA busy_timeout={self.RESTART_WAIT_MS}")
+                    try:
+                        db.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+                    finally:
+                        db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             finally:
                 raw.close()
         except Exception:  # noqa: BLE001 - the next one (or any pooled commit) catches up
