@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from hubspot_oauth.server import ServerSettings, create_app, models
 from hubspot_oauth.server.authorize import LOGIN_FAILED, SESSION_COOKIE, STALE_LOGIN
+from hubspot_oauth.server.bruteforce import default_guard
 from hubspot_oauth.server.install import ERROR_TITLE
 from tests.support.pages import (
     BASE_URL,
@@ -244,7 +245,10 @@ async def test_login_page_then_generic_failure(browser: Browser, app) -> None:  
     assert codes_issued(app) == 0
 
 
-async def test_repeated_login_failures_are_throttled(browser: Browser) -> None:
+async def test_repeated_login_failures_are_throttled(browser: Browser, app) -> None:  # noqa: ANN001
+    # The guard's clock stands still: its first lockout (1 s) cannot end between the 429
+    # and the login below, however slow the machine.
+    app.state.bruteforce = default_guard(clock=lambda: 1000.0)
     page = await browser.get(authorize_path())
     statuses = []
     for _ in range(12):
