@@ -73,6 +73,7 @@ def with_clock(store: TokenStore) -> Monotonic:
 
 def test_a_cache_hit_makes_no_sql(hubspot: Any, make_store: Any) -> None:  # noqa: F811
     store = make_store()
+    with_clock(store)  # entries never age: a slow run cannot turn a hit into a read
     token = hubspot.connect()
     key = store.save(token)
     with counted_sql(store) as first:
@@ -306,6 +307,7 @@ def test_the_cache_is_bounded(
 ) -> None:
     monkeypatch.setattr(store_module, "CACHE_ENTRIES", 3)
     store = make_store()
+    with_clock(store)  # only eviction may drop an entry, never its age
     tokens = {f"k{i}": hubspot.connect() for i in range(6)}
     for key, token in tokens.items():
         store.save(token, key=key, describe=False)
