@@ -172,11 +172,28 @@ def test_the_database_holds_no_token_in_plain_text(
 # -- expiry, leeway and refresh ------------------------------------------------------------
 
 
+class StoppedClock:
+    """A store clock at HubSpot's time when `token` was issued, moved only by `advance`
+    (the test moves HubSpot's clock as much): real time a slow run spends never counts,
+    so "301 s left" stays 301 s left. (On hubspot.now, 1 s of real time ate the margin.)"""
+
+    def __init__(self, token: Token) -> None:
+        self.now = token.expires_at - timedelta(seconds=token.expires_in)
+
+    def __call__(self) -> Any:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
 def test_a_fresh_token_is_returned_without_a_refresh(hubspot: Any, make_store: Any) -> None:
-    store = make_store()
     token = hubspot.connect()
+    clock = StoppedClock(token)
+    store = make_store(clock=clock)
     key = store.save(token)
-    hubspot.advance(1800 - 301)  # 301 s left, leeway 300
+    hubspot.advance(1800 - 301)
+    clock.advance(1800 - 301)  # 301 s left, leeway 300
     assert store.access_token(key) == token.access_token
     assert hubspot.refresh_count() == 0
 
@@ -198,13 +215,16 @@ def test_a_token_within_the_leeway_is_refreshed_once(hubspot: Any, make_store: A
 
 @pytest.mark.hubspot(access_token_ttl=600)
 def test_expiry_follows_expires_in_not_1800(hubspot: Any, make_store: Any) -> None:
-    store = make_store(leeway=60)
     token = hubspot.connect()
     assert token.expires_in == 600
+    clock = StoppedClock(token)
+    store = make_store(leeway=60, clock=clock)
     key = store.save(token)
     hubspot.advance(600 - 61)
+    clock.advance(600 - 61)  # 61 s left, leeway 60
     assert store.access_token(key) == token.access_token
     hubspot.advance(2)
+    clock.advance(2)  # 59 s left
     assert store.access_token(key) != token.access_token
     assert store.get(key).expires_in == 600
     assert hubspot.refresh_count() == 1

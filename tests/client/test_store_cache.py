@@ -19,6 +19,7 @@ import pytest
 import sqlalchemy as sa
 from tests.client.test_store import (  # noqa: F401 - keys, make_store, stores: fixtures
     CONTACTS,
+    StoppedClock,
     api_status,
     keys,
     make_store,
@@ -89,16 +90,19 @@ def test_a_cache_hit_makes_no_sql(hubspot: Any, make_store: Any) -> None:  # noq
 def test_a_token_within_the_leeway_is_refreshed_not_served_from_cache(
     hubspot: Any, make_store: Any  # noqa: F811
 ) -> None:
-    store = make_store()
-    with_clock(store)  # the entry stays young: only the store's expiry clock moves
     token = hubspot.connect()
+    clock = StoppedClock(token)  # the store's expiry clock: real time never counts
+    store = make_store(clock=clock)
+    with_clock(store)  # the entry stays young: only the store's expiry clock moves
     key = store.save(token)
     assert store.access_token(key) == token.access_token
-    hubspot.advance(1800 - 301)  # 301 s left, leeway 300: still served
+    hubspot.advance(1800 - 301)
+    clock.advance(1800 - 301)  # 301 s left, leeway 300: still served
     with counted_sql(store) as hits:
         assert store.access_token(key) == token.access_token
     assert hits == []
-    hubspot.advance(2)  # 299 s left: due
+    hubspot.advance(2)
+    clock.advance(2)  # 299 s left: due
     fresh = store.access_token(key)
     assert fresh != token.access_token
     assert hubspot.refresh_count() == 1
@@ -106,7 +110,8 @@ def test_a_token_within_the_leeway_is_refreshed_not_served_from_cache(
     with counted_sql(store) as hits:  # the refreshed token is what the cache now holds
         assert store.access_token(key) == fresh
     assert hits == []
-    hubspot.advance(1800)  # expired outright: never from the cache
+    hubspot.advance(1800)
+    clock.advance(1800)  # expired outright: never from the cache
     newest = store.access_token(key)
     assert newest not in (token.access_token, fresh)
     assert hubspot.refresh_count() == 2
