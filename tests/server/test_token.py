@@ -9,6 +9,7 @@ import pytest
 
 from hubspot_oauth.server import ServerSettings
 from hubspot_oauth.tokens import looks_like_access_token, looks_like_hublet_token
+from tests.support.frozen_time import freeze_emulator_time
 
 from .conftest import ACME, CLIENT, GLOBEX, REDIRECT, Harness, assert_oauth_error, harness_for
 
@@ -92,7 +93,8 @@ async def test_missing_code(hs: Harness) -> None:
                        "missing or unknown auth code: send code")
 
 
-async def test_expired_code(hs: Harness) -> None:
+async def test_expired_code(hs: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    freeze_emulator_time(monkeypatch)  # "1 second(s)", however slow the run
     code = hs.code()
     hs.hubspot.clock.advance(301)
     response = await hs.exchange(code)
