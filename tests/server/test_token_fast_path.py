@@ -376,3 +376,70 @@ def test_fast_path_over_a_socket(tmp_path: Path) -> None:
         uuid.UUID(response.headers["x-hubspot-correlation-id"])
         assert response.json().get("correlationId", response.headers[
             "x-hubspot-correlation-id"]) == response.headers["x-hubspot-correlation-id"]
+
+
+@pytest.mark.anyio
+async def test_busy_database_is_waited_for_on_the_event_loop(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another connection holds SQLite's write lock when a refresh arrives: the fast path
+    waits (without a worker thread) and answers once the lock is free, counted once; a
+    lock held through every wait hands the request to the general route, whose grant then
+    runs in the thread pool."""
+    path = tmp_path / "busy.db"
+    seen: list[str] = []
+    waits: list[float] = []
+    pooled: list[Any] = []
+    monkeypatch.setattr(token_fast_path, "FAST_PATHS", {
+        p: _recording(h, seen) for p, h in token_fast_path.FAST_PATHS.items()})
+    app = create_app(ServerSettings(database_url=f"sqlite:///{path}", control_api=True))
+    hubspot = app.state.hubspot
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    release_on = {"wait": True}  # when the holder lets go: at the first wait, or in the pool
+    real_call, real_sleep = hubspot.call, token_fast_path.anyio.sleep
+
+    async def call(func: Any, *args: Any) -> Any:
+        pooled.append(func)
+        if holder.in_transaction:
+            holder.execute("ROLLBACK")
+        return await real_call(func, *args)
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)  # no real waiting: the holder lets go exactly when told
+        if release_on["wait"] and holder.in_transaction:
+            holder.execute("ROLLBACK")
+        await real_sleep(0)
+
+    hubspot.call = call
+    monkeypatch.setattr(token_fast_path.anyio, "sleep", sleep)
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url="http://local-hubspot.test") as client:
+            tokens = (await client.post("/oauth/v3/token", data={
+                "grant_type": "authorization_code", **CLIENT, "redirect_uri": REDIRECT,
+                "code": hubspot.issue_code(client_id=CLIENT["client_id"],
+                                           redirect_uri=REDIRECT, user_email=ADMIN,
+                                           hub_id=ACME,
+                                           scopes=["crm.objects.contacts.read"])})).json()
+            form = {"grant_type": "refresh_token", **CLIENT,
+                    "refresh_token": tokens["refresh_token"]}
+            seen.clear()
+            pooled.clear()
+            holder.execute("BEGIN IMMEDIATE")
+            waited = await client.post("/oauth/v3/token", data=form)
+            assert (seen, pooled, len(waits)) == ([FAST], [], 1)
+
+            release_on["wait"] = False
+            seen.clear()
+            waits.clear()
+            holder.execute("BEGIN IMMEDIATE")
+            handed = await client.post("/oauth/v3/token", data=form)
+            assert seen == [GENERAL]
+            assert len(waits) == len(token_fast_path.BUSY_WAITS)
+            assert len(pooled) == 1  # the general route ran the grant in a worker thread
+            stats = (await client.get("/_emulator/stats")).json()
+    finally:
+        holder.close()
+        hubspot.close()
+    assert waited.status_code == handed.status_code == 200
+    assert waited.json()["access_token"] != handed.json()["access_token"]
+    assert stats["token"]["refresh_token"] == {"ok": 2, "error": 0}

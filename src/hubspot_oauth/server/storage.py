@@ -48,6 +48,7 @@ from .models import SCHEMA_REVISION, VERSION_TABLE
 
 __all__ = [
     "DatabaseSchemaError",
+    "FastPathBusy",
     "FastPathMiss",
     "FastTransaction",
     "HotStatement",
@@ -236,6 +237,12 @@ class FastPathMiss(Exception):  # noqa: N818 - a signal, not an error
     answers instead, with every rule."""
 
 
+class FastPathBusy(FastPathMiss):  # noqa: N818 - a signal, not an error
+    """An inline hot path found the database busy (another writer, or a checkpoint that
+    holds off writers for a moment): nothing was written, and the same request may well
+    run inline a moment later (token_fast_path.py waits for that on the event loop)."""
+
+
 class FastTransaction:
     """One transaction on a pooled DBAPI connection, for the hot paths' `HotStatement`s.
 
@@ -310,7 +317,8 @@ class FastTransaction:
     def _wrap(self, exc: BaseException, statement: str | None) -> BaseException:
         if self._inline is not None:
             self._inline.failed(exc)
-            return FastPathMiss()
+            busy = getattr(exc, "sqlite_errorcode", None) in _SQLITE_BUSY
+            return FastPathBusy() if busy else FastPathMiss()
         invalidated = False
         if self._raw is not None and self.dialect.is_disconnect(
                 exc, self._raw.dbapi_connection, self._cursor):
@@ -409,7 +417,7 @@ class InlineConnection:
         if engine.dialect.name != "sqlite" or isinstance(engine.pool, StaticPool):
             raise FastPathMiss
         if not self._lock.acquire(blocking=False):
-            raise FastPathMiss
+            raise FastPathBusy
         try:
             if self._engine is not engine or self.raw is None:
                 self._open(engine)
