@@ -394,7 +394,9 @@ def test_a_process_killed_mid_refresh_leaves_a_lease_that_expires(
                     break
                 time.sleep(0.02)
             assert leased, "the worker never started its refresh"
-            time.sleep(0.3)  # its request is now waiting at HubSpot
+            while hubspot.server.faults.pending():  # until its request waits at HubSpot
+                assert time.monotonic() < deadline and process.poll() is None
+                time.sleep(0.02)
             process.send_signal(signal.SIGKILL)
             assert process.wait(timeout=10) == -signal.SIGKILL
         finally:
