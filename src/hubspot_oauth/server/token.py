@@ -21,6 +21,7 @@ from starlette.routing import Route
 from .bruteforce import BruteForceGuard, Verdict, guard_for, token_keys
 from .faults import Fault
 from .hubspot import FastPathMiss, FaultPending
+from .storage import FastPathBusy
 from .wire import (
     CORRELATION_HEADER,
     FORM_BODY_KEY,
@@ -130,6 +131,25 @@ async def take_fault(request: Request, endpoint: str) -> Fault | None:
     return fault
 
 
+# Seconds to wait between inline tries while SQLite is busy: in all (~0.1 s) about the
+# longest a WAL restart holds writers off (storage.InlineConnection); then the thread
+# pool waits, up to SQLite's busy timeout.
+BUSY_WAITS = (0.0005, 0.001, 0.002, 0.004, *(0.008,) * 12)
+
+
+async def run_inline(inline: Callable[[], Any]) -> Any:
+    """`inline()` (a hot path run on the event loop thread), tried again after each of
+    `BUSY_WAITS` while it raises `FastPathBusy`: waiting here costs nothing, a worker
+    thread ~100 µs CPU, and the thread pool's writers would keep the lock busy in turn.
+    Raises `FastPathMiss` (or `FastPathBusy` after the last wait) for the general path."""
+    for wait in BUSY_WAITS:
+        try:
+            return inline()
+        except FastPathBusy:
+            await anyio.sleep(wait)
+    return inline()
+
+
 async def run_with_faults(request: Request, endpoint: str, call: Callable[..., Any],
                           count: tuple[str, str],
                           inline: Callable[[str], Any] | None = None) -> Any:
@@ -137,12 +157,13 @@ async def run_with_faults(request: Request, endpoint: str, call: Callable[..., A
     queued fault (`FaultPending`, found by the same query that reads the clock), take it:
     answer as the fault says, or (``delay``) wait and run `call` without the check.
     `inline(endpoint)`, when given, is tried first on the event loop thread: the common
-    case only, never waiting for the database (`FastPathMiss` otherwise, then `call`).
-    Returns the call's result or a `Response`."""
+    case only, never waiting for the database (`FastPathMiss` otherwise, then `call`;
+    `run_inline` tries again while it is only busy). Returns the call's result or a
+    `Response`."""
     try:
         if inline is not None:
             try:
-                return inline(endpoint)
+                return await run_inline(lambda: inline(endpoint))
             except FastPathMiss:
                 pass
         return await request.app.state.hubspot.call(call, endpoint)

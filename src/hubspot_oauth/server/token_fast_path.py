@@ -24,14 +24,12 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import anyio
 from starlette.requests import Request
 from starlette.types import Message, Receive, Scope
 
 from .bruteforce import guard_for, token_keys
 from .hubspot import FastPathMiss, FaultPending
-from .storage import FastPathBusy
-from .token import MAX_PARAM, TOKEN_VERSIONS, record_client_auth
+from .token import MAX_PARAM, TOKEN_VERSIONS, record_client_auth, run_inline
 from .wire import (
     CORRELATION_HEADER,
     FORM_CONTENT_TYPE,
@@ -48,9 +46,6 @@ __all__ = ["FAST_PATHS", "Answer", "FastPath"]
 Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
 FastPath = Callable[[Scope, Receive, str], Awaitable["Answer | Receive"]]
 
-# Seconds to wait between inline tries while SQLite is busy (in all about the longest a
-# WAL restart holds writers off, storage.InlineConnection); then the thread pool waits.
-BUSY_WAITS = (0.0005, 0.001, 0.002, 0.004, *(0.008,) * 12)
 _CID = CORRELATION_HEADER.lower().encode("latin-1")
 # After the correlation id, the headers `wire.json_response(..., NO_STORE)` sends, in
 # Starlette's order (given headers, content-length, content-type).
@@ -150,23 +145,12 @@ def _token_path(version: str) -> FastPath:
         guard = guard_for(state)
         client = scope.get("client")
         keys = token_keys(client_id, client[0] if client is not None else None)
-        waits = iter(BUSY_WAITS)
+        if not guard.check(*keys).allowed:
+            return _replay(read, receive)
         try:
-            while True:
-                if not guard.check(*keys).allowed:
-                    return _replay(read, receive)
-                try:
-                    payload = grant(client_id=client_id, client_secret=client_secret,
-                                    fault_endpoint="token", inline=True)
-                    break
-                except FastPathBusy:
-                    # Another writer or a checkpoint holds the lock for a moment: wait
-                    # here rather than in a worker thread (each one costs ~100 µs CPU,
-                    # and the thread pool's writers would keep the lock busy in turn).
-                    wait = next(waits, None)
-                    if wait is None:
-                        return _replay(read, receive)
-                    await anyio.sleep(wait)
+            payload = await run_inline(functools.partial(
+                grant, client_id=client_id, client_secret=client_secret,
+                fault_endpoint="token", inline=True))
         except (FastPathMiss, FaultPending):
             return _replay(read, receive)
         except HubSpotHTTPError as exc:
