@@ -377,3 +377,45 @@ def test_a_connection_dropped_mid_transaction_is_a_database_error(postgres_url: 
 
 
 _BACKEND_PID = HotStatement(sa.select(sa.func.pg_backend_pid().label("pid")))
+
+
+# -- the hot paths' one-statement state + token read, on both dialects ------------------
+
+
+def test_hot_paths_read_state_and_token_in_one_statement_with_every_rule(servers) -> None:
+    """Refresh and introspection read the shared state and their token in one statement:
+    a queued fault, an unknown token, another client's token and apps changed by another
+    process are each still answered as the general code answers them."""
+    from hubspot_oauth.server.hubspot import FaultPending
+    from hubspot_oauth.server.wire import OAuthError
+
+    first, second = servers(), servers()
+    tokens = _tokens(first)
+    for endpoint in ("token", "introspect"):
+        first.faults.add(endpoint=endpoint, fault="server_error")
+    with pytest.raises(FaultPending):
+        first.refresh(**CLIENT, refresh_token=tokens["refresh_token"], fault_endpoint="token")
+    with pytest.raises(FaultPending):
+        first.introspect(**CLIENT, token=tokens["access_token"], fault_endpoint="introspect")
+    first.faults.clear()
+    # No fault queued for the endpoint asked about: answered.
+    assert first.refresh(**CLIENT, refresh_token=tokens["refresh_token"],
+                         fault_endpoint="token")["refresh_token"] == tokens["refresh_token"]
+    info = first.introspect(**CLIENT, token=tokens["access_token"], fault_endpoint="introspect")
+    assert info["active"] is True and info["hub_id"] == ACME and info["user"] == ADMIN
+
+    with pytest.raises(OAuthError) as unknown:
+        first.refresh(**CLIENT, refresh_token="na1-0000-unknown")
+    assert unknown.value.status == "BAD_REFRESH_TOKEN"
+    assert first.introspect(**CLIENT, token="CNb-unknown-token") == {"active": False}
+
+    # Apps changed by another process: the fast path misses, the general code reloads.
+    _, client_id, secret = second.create_app_registration(
+        name="Other", redirect_urls=[REDIRECT], scopes=["crm.objects.contacts.read"])
+    other = {"client_id": client_id, "client_secret": secret}
+    assert first.introspect(**other, token=tokens["access_token"]) == {"active": False}
+    with pytest.raises(OAuthError) as foreign:
+        first.refresh(**other, refresh_token=tokens["refresh_token"])
+    assert foreign.value.status == "BAD_REFRESH_TOKEN"
+    assert first.introspect(**CLIENT, token=tokens["access_token"])["active"] is True
+    assert first.stats() == second.stats()
