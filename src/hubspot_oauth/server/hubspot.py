@@ -1284,25 +1284,34 @@ def _portal_access(row: Any) -> rules.PortalAccess:
 def _signed_access_token(row: Any, token: str) -> dict[str, Any]:
     """HubSpot's `signed_access_token` object (reference §6.3). Its signatures are digests
     of the token's digest: opaque, stable, and revealing nothing."""
-    inner = hashlib.sha256(("sig:" + token_digest(token)).encode()).digest()
-    scopes = list(row.scopes)
+    return dict(_signed_fields(token_digest(token), row.expires_at, tuple(row.scopes),
+                               row.hub_id, row.user_id, row.app_id, row.hublet or "na1"))
+
+
+# Introspection asks about the same live tokens again and again; every field is fixed by
+# the token's row (a copy goes out each time). Keyed by the digest, never the token.
+@functools.lru_cache(maxsize=4096)
+def _signed_fields(digest: str, expires_at: float, scopes: tuple[str, ...], hub_id: int,
+                   user_id: int, app_id: int, hublet: str) -> dict[str, Any]:
+    inner = hashlib.sha256(("sig:" + digest).encode()).digest()
     return {
-        "expiresAt": int(row.expires_at * 1000),
-        "scopes": base64.urlsafe_b64encode(json.dumps(scopes).encode()).decode().rstrip("="),
-        "hubId": row.hub_id,
-        "userId": row.user_id,
-        "appId": row.app_id,
+        "expiresAt": int(expires_at * 1000),
+        "scopes": base64.urlsafe_b64encode(json.dumps(list(scopes)).encode()).decode()
+        .rstrip("="),
+        "hubId": hub_id,
+        "userId": user_id,
+        "appId": app_id,
         "signature": base64.b64encode(inner[:20]).decode(),
         "scopeToScopeGroupPks": ",".join(str(100 + i) for i in range(len(scopes))),
         "newSignature": base64.b64encode(inner).decode(),
-        "hublet": row.hublet or "na1",
+        "hublet": hublet,
         "trialScopes": "",
         "trialScopeToScopeGroupPks": "",
         "isUserLevel": False,
-        "installingUserId": row.user_id,
+        "installingUserId": user_id,
         "isServiceAccount": False,
         "isPrivateDistribution": False,
-        "appInstallId": f"{row.app_id}-{row.hub_id}",
+        "appInstallId": f"{app_id}-{hub_id}",
         "audience": "",
     }
 
