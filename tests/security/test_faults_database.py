@@ -115,8 +115,10 @@ def test_full_database_gives_503_and_loses_nothing(
         cursor.execute(f"PRAGMA max_page_count = {pages}")  # "disk full" at today's size
         cursor.close()
 
-    event.listen(engine, "connect", full)
-    engine.dispose()
+    # Every SQLite connection, the server's pool and its own inline hot-path connection
+    # (opened from the same URL on an engine of its own) alike; close() drops both.
+    event.listen(sa.engine.Engine, "connect", full)
+    hubspot.server.close()
     failed_code = None
     before = None
     try:
@@ -133,8 +135,8 @@ def test_full_database_gives_503_and_loses_nothing(
             # Reads still work on a full database.
             assert client.get("/openapi.json").status_code == 200
     finally:
-        event.remove(engine, "connect", full)
-        engine.dispose()
+        event.remove(sa.engine.Engine, "connect", full)
+        hubspot.server.close()
     _no_tracebacks(caplog)
     with hubspot.http_client() as client:
         response = client.post("/oauth/v3/token", **_exchange(hubspot, failed_code))
