@@ -30,7 +30,7 @@ __all__ = [
 
 VERSION_TABLE = "hubspot_oauth_server_version"
 # The newest Alembic revision; a database at another revision is refused until upgraded.
-SCHEMA_REVISION = "0004_stats_shards"
+SCHEMA_REVISION = "0005_drop_unused_token_index"
 
 metadata = sa.MetaData(
     naming_convention={
@@ -146,7 +146,8 @@ access_tokens = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("token_digest", sa.String(64), nullable=False, unique=True),
     sa.Column("family_id", sa.String(36), nullable=False, index=True),
-    sa.Column("refresh_token_id", sa.Integer, nullable=True, index=True),
+    # Not indexed: no query looks access tokens up by refresh token (migration 0005).
+    sa.Column("refresh_token_id", sa.Integer, nullable=True),
     sa.Column("app_id", sa.Integer, nullable=False),
     sa.Column("hub_id", sa.Integer, nullable=False),
     sa.Column("user_id", sa.Integer, nullable=False),
