@@ -109,15 +109,21 @@ def browser() -> Iterator[object]:
     path = chromium_path()
     if path is None:
         unavailable("Chromium", "no chromium binary (apt-get install chromium)")
-    from playwright.sync_api import Error, sync_playwright
+    from playwright.sync_api import Error, expect, sync_playwright
 
     with sync_playwright() as playwright:
         try:
             chromium = playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
         except Error as exc:
             unavailable("Chromium", str(exc).splitlines()[0][:300])
-        yield chromium
-        chromium.close()
+        # A page after a grant waits for a code exchange, a lookup and a contacts read:
+        # expect() waits as long as the pages' own 20 s, not its default 5 s.
+        expect.set_options(timeout=20_000)
+        try:
+            yield chromium
+        finally:
+            expect.set_options(timeout=None)
+            chromium.close()
 
 
 class Shots:
