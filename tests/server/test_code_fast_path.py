@@ -139,6 +139,10 @@ async def _case(server: Server, name: str, other_client: str) -> list[tuple[int,
             return [_answer(await server.exchange(code))]
         finally:
             server.hubspot.clock.reset()
+    if name == "fault":  # a queued fault answers first, then the code still works
+        code = server.code()
+        server.hubspot.faults.add("token", "server_error")
+        return [_answer(await server.exchange(code)), _answer(await server.exchange(code))]
     if name == "replay":
         code = server.code()
         first = await server.exchange(code)
@@ -159,7 +163,7 @@ async def _case(server: Server, name: str, other_client: str) -> list[tuple[int,
 
 CASES = ("ok", "pkce_ok", "wrong_secret", "unknown_client", "wrong_redirect_uri",
          "unknown_code", "another_clients_code", "pkce_mismatch", "pkce_missing_verifier",
-         "unbound_verifier", "expired", "replay", "uninstalled")
+         "unbound_verifier", "expired", "fault", "replay", "uninstalled")
 # What each case must answer (HTTP status, HubSpot status), on both paths.
 EXPECTED = {
     "ok": [(200, None)],
@@ -173,6 +177,7 @@ EXPECTED = {
     "pkce_missing_verifier": [(400, "BAD_CODE_VERIFIER")],
     "unbound_verifier": [(400, "BAD_CODE_VERIFIER")],
     "expired": [(400, "EXPIRED_AUTH_CODE")],
+    "fault": [(500, "error"), (200, None)],
     "replay": [(200, None), (400, "BAD_AUTH_CODE"), (400, "BAD_REFRESH_TOKEN"), (200, None)],
     "uninstalled": [(400, "BAD_AUTH_CODE")],
 }
@@ -223,9 +228,11 @@ async def test_fast_path_answers_as_the_general_path(database_url: str) -> None:
     # answers them), and without the fast path everything did.
     assert general_calls["fast"]["ok"] == general_calls["fast"]["pkce_ok"] == 0
     assert general_calls["fast"]["replay"] == 1  # the replay, not the first exchange
+    assert general_calls["fast"]["fault"] == 0  # the fault answered, then the fast path
     assert all(general_calls["fast"][n] == 1 for n in CASES if n not in
-               ("ok", "pkce_ok", "replay"))
+               ("ok", "pkce_ok", "replay", "fault"))
     assert general_calls["general"]["ok"] == 1
+    assert general_calls["general"]["fault"] == 2  # found the fault; then exchanged
     assert general_calls["general"]["replay"] == 2
 
 

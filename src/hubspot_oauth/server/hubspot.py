@@ -157,6 +157,12 @@ _HOT_SELECT_CODE = HotStatement(
 _HOT_CONSUME_CODE = HotStatement(
     sa.update(_ac).where(_ac.c.id == sa.bindparam("code_id"), _ac.c.consumed_at.is_(None))
     .values(consumed_at=sa.bindparam("now"), family_id=sa.bindparam("family")))
+# Its fast path reads the shared state and the code in one statement, as refresh does (no
+# row when the code is unknown).
+_HOT_STATE_AND_CODE = HotStatement(
+    sa.select(*_STATE_AND_FAULTS.selected_columns, _ac)
+    .select_from(emulator_state.join(_ac, _ac.c.token_digest == sa.bindparam("digest")))
+    .where(emulator_state.c.id == 1).with_for_update(of=_ac))
 _HOT_INSERT_RT = HotStatement(sa.insert(refresh_tokens).values(
     {c.name: sa.bindparam(c.name) for c in refresh_tokens.c if c.name != "id"})
     .returning(refresh_tokens.c.id))
@@ -766,15 +772,18 @@ class LocalHubSpot:
                        redirect_uri: str, code_verifier: str | None,
                        fault_endpoint: str | None, inline: bool = False) -> dict[str, Any]:
         """`exchange_code`'s common case: this client's unused, unexpired code, its
-        redirect_uri and (with a challenge) a matching verifier. The same statements and
-        checks in the same transaction, run by `FastTransaction`; anything else (a refusal,
-        a replay, a lost race) is `FastPathMiss`, and the general path answers (and, for
-        a replay, revokes)."""
+        redirect_uri and (with a challenge) a matching verifier. The same checks and writes
+        in one transaction (the code row locked FOR UPDATE on PostgreSQL, BEGIN IMMEDIATE
+        on SQLite), run by `FastTransaction`; anything else (a refusal, a replay, a lost
+        race, a queued fault) is `FastPathMiss` or `FaultPending`, and the general path
+        answers (and, for a replay, revokes)."""
         with self._fast_transaction(inline) as tx:
-            now = self._fast_state(tx, fault_endpoint)
+            row = tx.first(_HOT_STATE_AND_CODE, {"endpoint": fault_endpoint, "digest": digest})
+            if row is None:
+                raise FastPathMiss
+            now = self._fast_now(row, fault_endpoint)
             app = self._fast_client(client_id, client_secret)
-            row = tx.first(_HOT_SELECT_CODE, {"digest": digest})
-            if row is None or row.app_id != app.app_id or row.consumed_at is not None:
+            if row.app_id != app.app_id or row.consumed_at is not None:
                 raise FastPathMiss
             try:
                 self._check_code(row, now, redirect_uri, code_verifier)
