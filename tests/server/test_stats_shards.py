@@ -383,9 +383,10 @@ _BACKEND_PID = HotStatement(sa.select(sa.func.pg_backend_pid().label("pid")))
 
 
 def test_hot_paths_read_state_and_token_in_one_statement_with_every_rule(servers) -> None:
-    """Refresh and introspection read the shared state and their token in one statement:
-    a queued fault, an unknown token, another client's token and apps changed by another
-    process are each still answered as the general code answers them."""
+    """Refresh and introspection read the shared state and their token in one statement
+    (on PostgreSQL introspection counts itself in it too): a queued fault, an unknown
+    token, another client's token and apps changed by another process are each still
+    answered, and counted once, as the general code does."""
     from hubspot_oauth.server.hubspot import FaultPending
     from hubspot_oauth.server.wire import OAuthError
 
@@ -407,7 +408,10 @@ def test_hot_paths_read_state_and_token_in_one_statement_with_every_rule(servers
     with pytest.raises(OAuthError) as unknown:
         first.refresh(**CLIENT, refresh_token="na1-0000-unknown")
     assert unknown.value.status == "BAD_REFRESH_TOKEN"
+    before = first.stats()["introspect"]["ok"]
     assert first.introspect(**CLIENT, token="CNb-unknown-token") == {"active": False}
+    # Counted once: by the general code (the hot path's count, if any, rolled back).
+    assert first.stats()["introspect"]["ok"] == before + 1
 
     # Apps changed by another process: the fast path misses, the general code reloads.
     _, client_id, secret = second.create_app_registration(
