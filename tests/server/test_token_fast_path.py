@@ -250,7 +250,7 @@ def _requests(f: Fixture) -> list[Req]:
 
 
 def _app(tmp_path: Path, fixture: Fixture, name: str, fast: bool,
-         monkeypatch: pytest.MonkeyPatch, seen: list[str]) -> Any:
+         monkeypatch: pytest.MonkeyPatch, seen: list[str], **settings: Any) -> Any:
     database = tmp_path / f"{name}.db"
     with sqlite3.connect(fixture.database) as source, sqlite3.connect(database) as copy:
         source.backup(copy)  # a consistent copy, WAL included
@@ -261,7 +261,7 @@ def _app(tmp_path: Path, fixture: Fixture, name: str, fast: bool,
     with monkeypatch.context() as patch:
         patch.setattr(token_fast_path, "FAST_PATHS", paths)
         app = create_app(ServerSettings(database_url=f"sqlite:///{database}",
-                                        control_api=True))
+                                        control_api=True, **settings))
     # A clock that stands still: lockouts neither expire nor change Retry-After mid-test.
     app.state.bruteforce = default_guard(clock=lambda: 1000.0)
     app.state.hubspot.list_apps()  # loads the app cache (until then hot paths miss)
@@ -344,6 +344,30 @@ async def test_fast_path_answers_as_the_general_route(
     headers = dict(next(h for name, _s, h, _b in fast if name == "refresh v3"))
     assert headers[b"x-hubspot-correlation-id"] == str(uuid.UUID(int=2)).encode()
     assert headers[b"cache-control"] == b"no-store"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("rotation", ["rotate", "strict"])
+async def test_rotation_is_left_to_the_general_route(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rotation: str) -> None:
+    """With refresh token rotation on, the fast path hands every refresh over (its
+    inline grant covers no rotation), and the answers are the general route's: a new
+    refresh token, then the reuse of the old one refused (strict: the family revoked)."""
+    fixture = _prepare(tmp_path)
+    body = _form(grant_type="refresh_token", **CLIENT, refresh_token=fixture.refresh_token)
+    reqs = [Req("rotating refresh", GENERAL, body), Req("reused refresh token", GENERAL, body),
+            Req("code exchange still fast", FAST, _form(
+                grant_type="authorization_code", **CLIENT, redirect_uri=REDIRECT,
+                code=fixture.codes[0]))]
+    seen: list[str] = []
+    general, _ = await _run(_app(tmp_path, fixture, "general", False, monkeypatch, seen,
+                                 refresh_token_rotation=rotation), reqs, seen, monkeypatch)
+    fast, who = await _run(_app(tmp_path, fixture, "fast", True, monkeypatch, seen,
+                                refresh_token_rotation=rotation), reqs, seen, monkeypatch)
+    assert fast == general
+    assert who == [r.expect for r in reqs]
+    assert [status for _n, status, _h, _b in fast[:3]] == [200, 400, 200]
+    assert b'"refresh_token":"na1-RT-' in fast[0][3]  # rotated: a new refresh token
 
 
 def test_fast_path_over_a_socket(tmp_path: Path) -> None:
