@@ -1,8 +1,8 @@
-"""The token endpoint's plain-ASGI fast path (server/token_fast_path.py) answers byte for
-byte as the general Starlette route: the same requests go to two copies of one database,
-one app with the fast path and one without, and every answer (status, raw headers in
-order, body) and the final stats must be equal. The fast path must have answered the
-common grants itself, and handed every other request to the general route."""
+"""The token and introspection endpoints' plain-ASGI fast path (server/token_fast_path.py)
+answers byte for byte as the general Starlette routes: the same requests go to two copies
+of one database, one app with the fast path and one without, and every answer (status,
+raw headers in order, body) and the final stats must be equal. The fast path must have
+answered the common cases itself, and handed every other request to the general route."""
 
 from __future__ import annotations
 
@@ -233,12 +233,43 @@ def _requests(f: Fixture) -> list[Req]:
             fault={"endpoint": "token", "fault": "delay", "delay_ms": 1}),
         Req("after the faults", FAST, body),
     ]
+    # Introspection: a live access token of this client is the fast path's, the rest not.
+    at = f.access_token
+    reqs += [Req(f"introspect {v}", FAST, _form(**CLIENT, token=at), path=_intro(v))
+             for v in ("v3", "2026-03", "2026-09")]
+    reqs += [
+        Req("introspect, hint access_token", FAST, _form(
+            **CLIENT, token=at, token_type_hint="access_token"), path=_intro()),
+        Req("introspect, token under the hint's name", FAST, _form(
+            **CLIENT, access_token=at, token_type_hint="access_token"), path=_intro()),
+        Req("introspect, unknown hint ignored", FAST, _form(
+            **CLIENT, token=at, token_type_hint="id_token"), path=_intro()),
+        Req("introspect a refresh token", GENERAL, _form(
+            **CLIENT, token=rt, token_type_hint="refresh_token"), path=_intro()),
+        Req("introspect a refresh token, no hint", GENERAL, _form(**CLIENT, token=rt),
+            path=_intro()),
+        Req("introspect an unknown token", GENERAL, _form(**CLIENT, token="C-nope"),
+            path=_intro()),
+        Req("introspect, wrong secret", GENERAL, _form(
+            client_id=CLIENT["client_id"], client_secret="wrong", token=at), path=_intro()),
+        Req("introspect, missing token", GENERAL, _form(**CLIENT), path=_intro()),
+        Req("introspect, token too long", GENERAL, _form(**CLIENT, token="C" * 1025),
+            path=_intro()),
+        Req("introspect, query string", GENERAL, _form(**CLIENT, token=at), path=_intro(),
+            query=b"token=" + at.encode()),
+        Req("introspect v1 (no such route)", GENERAL, _form(**CLIENT, token=at),
+            path=_intro("v1")),
+        Req("introspect, fault", GENERAL, _form(**CLIENT, token=at), path=_intro(),
+            fault={"endpoint": "introspect", "fault": "server_error"}),
+    ]
     # The brute-force guard: failures until this client address is locked out (the 10th
     # failure of a client_id at one address locks it), then a correct request gets 429.
     reqs += [Req(f"wrong secret #{i}", GENERAL, wrong_secret, client=ATTACKER)
              for i in range(1, 12)]
     reqs += [Req("locked out, correct credentials", GENERAL, body, client=ATTACKER),
              Req("locked out, code exchange", GENERAL, exchange(f.codes[3]), client=ATTACKER),
+             Req("locked out, introspection", GENERAL, _form(**CLIENT, token=at),
+                 client=ATTACKER, path=_intro()),
              Req("another address still served", FAST, body)]
     # A success clears the failures counted so far: 9 + 9 failures lock nothing.
     for batch in (1, 2):
@@ -246,7 +277,15 @@ def _requests(f: Fixture) -> list[Req]:
                      wrong_secret, client=FORGETFUL) for i in range(1, 10)]
         reqs.append(Req(f"forgetful client, batch {batch}, success", FAST, body,
                         client=FORGETFUL))
+    reqs += [Req("revoke the access token", GENERAL, _form(**CLIENT, token=at),
+                 path="/oauth/v3/token/revoke"),
+             Req("introspect the revoked access token", GENERAL, _form(**CLIENT, token=at),
+                 path=_intro())]
     return reqs
+
+
+def _intro(version: str = "v3") -> str:
+    return f"/oauth/{version}/token/introspect"
 
 
 def _app(tmp_path: Path, fixture: Fixture, name: str, fast: bool,
@@ -341,6 +380,14 @@ async def test_fast_path_answers_as_the_general_route(
     assert by_name["another address still served"][0] == 200
     assert by_name["forgetful client, batch 2, wrong secret #9"][0] == 400
     assert by_name["forgetful client, batch 2, success"][0] == 200
+    assert b'"active":true' in by_name["introspect v3"][1]
+    assert b'"active":true' in by_name["introspect a refresh token"][1]
+    assert by_name["introspect, wrong secret"][0] == 400
+    assert by_name["introspect, fault"][0] == 500
+    assert by_name["locked out, introspection"][0] == 429
+    assert by_name["introspect the revoked access token"] == (
+        200, by_name["introspect the revoked access token"][1])
+    assert b'"active":false' in by_name["introspect the revoked access token"][1]
     headers = dict(next(h for name, _s, h, _b in fast if name == "refresh v3"))
     assert headers[b"x-hubspot-correlation-id"] == str(uuid.UUID(int=2)).encode()
     assert headers[b"cache-control"] == b"no-store"

@@ -70,7 +70,10 @@ async def refresh_token_info(request: Request) -> Response:
     return json_response(request, info, 200, NO_STORE)
 
 
-def _token_param(form: dict[str, str]) -> tuple[str, str | None]:
+def token_param(form: dict[str, str]) -> tuple[str, str | None]:
+    """The token and its usable ``token_type_hint`` (None) of an introspection or
+    revocation form. Raises `OAuthError` ``invalid_request`` for a missing or too long
+    token."""
     hint = form.get("token_type_hint") or None
     if hint is not None and hint not in TOKEN_HINTS:
         hint = None  # RFC 7662 §2.1 / RFC 7009 §2.1: an unknown hint is ignored
@@ -96,7 +99,7 @@ def _introspection_endpoint(version: str, action: str):  # noqa: ANN202
         try:
             form = await read_params(request, version)
             client_id, client_secret = client_credentials(request, form)
-            token, hint = _token_param(form)
+            token, hint = token_param(form)
         except HubSpotHTTPError as exc:
             await hubspot.call(hubspot.count, action, "", "error")
             return error_response(request, exc)

@@ -1,17 +1,18 @@
-"""The token endpoint's fast path: ``POST /oauth/{version}/token`` answered in plain ASGI
-ahead of Starlette's routing, for the common case only (issue 7).
+"""The token endpoint's fast path: ``POST /oauth/{version}/token`` and
+``POST /oauth/{version}/token/introspect`` answered in plain ASGI ahead of Starlette's
+routing, for the common case only (issue 7).
 
-The general route (token.py) applies every rule to every request; most of its cost on a
-refresh was Starlette (routing, `Request`, `Response`), not the grant. This path answers
-only a request whose answer it knows is the general route's, byte for byte: no query
-string, a form body within the size limit, every parameter once and at most `MAX_PARAM`
-characters, a supported grant with its parameters present, a client the brute-force guard
-lets through, and the domain's inline hot path answering it (`LocalHubSpot.refresh` or
-`.exchange_code` with ``inline=True``; they count stats and check the fault queue
-themselves). Anything else (and
-every refusal) is handed to the general route untouched: the ASGI messages read so far are
-replayed, and nothing was written or counted. An `OAuthError` the inline call itself
-raises is answered here exactly as `token.guarded_run` does.
+The general routes (token.py, metadata.py) apply every rule to every request; most of
+their cost on a refresh was Starlette (routing, `Request`, `Response`), not the grant.
+This path answers only a request whose answer it knows is the general route's, byte for
+byte: no query string, a form body within the size limit, every parameter once and at
+most `MAX_PARAM` characters, client credentials and the endpoint's parameters present, a
+client the brute-force guard lets through, and the domain's inline hot path answering it
+(`LocalHubSpot.refresh`, `.exchange_code` or `.introspect` with ``inline=True``; they
+count stats and check the fault queue themselves). Anything else (and every refusal) is
+handed to the general route untouched: the ASGI messages read so far are replayed, and
+nothing was written or counted. An `OAuthError` the inline call itself raises is
+answered here exactly as `token.guarded_run` does.
 
 `HubSpotMiddleware` (app.py) calls `FAST_PATHS[path]` for a POST after giving the request
 its correlation id, so 431, 503 and 500 answers stay the middleware's.
@@ -29,6 +30,7 @@ from starlette.types import Message, Receive, Scope
 
 from .bruteforce import guard_for, token_keys
 from .hubspot import FastPathMiss, FaultPending
+from .metadata import INTROSPECT_VERSIONS, token_param
 from .token import MAX_PARAM, TOKEN_VERSIONS, record_client_auth, run_inline
 from .wire import (
     CORRELATION_HEADER,
@@ -114,7 +116,40 @@ async def _read_form(scope: Scope, receive: Receive, limit: int,
     return form
 
 
-def _token_path(version: str) -> FastPath:
+Call = Callable[..., dict[str, Any]]
+
+
+def _token_call(hubspot: Any, form: dict[str, str]) -> Call | None:
+    """The token endpoint's grant for `form` (token.py's rules), or None to hand over."""
+    grant_type = form.get("grant_type")
+    if grant_type == "refresh_token":
+        refresh_token = form.get("refresh_token")
+        if refresh_token:
+            return functools.partial(hubspot.refresh, refresh_token=refresh_token)
+    elif grant_type == "authorization_code":
+        code = form.get("code")
+        redirect_uri = form.get("redirect_uri")
+        if code and redirect_uri:
+            return functools.partial(hubspot.exchange_code, code=code,
+                                     redirect_uri=redirect_uri,
+                                     code_verifier=form.get("code_verifier") or None)
+    return None
+
+
+def _introspect_call(hubspot: Any, form: dict[str, str]) -> Call | None:
+    """The introspection of `form`'s token (metadata.py's rules), or None to hand over."""
+    try:
+        token, hint = token_param(form)
+    except HubSpotHTTPError:
+        return None
+    return functools.partial(hubspot.introspect, token=token, token_type_hint=hint)
+
+
+def _fast_path(endpoint: str, build: Callable[[Any, dict[str, str]], Call | None],
+               token_use: bool) -> FastPath:
+    """An endpoint that authenticates a client from the form and answers JSON: `build`
+    makes its domain call (run with ``inline=True``, its fault queue `endpoint`);
+    `token_use` adds ``"token_use": "access_token"`` (token endpoint after v1)."""
     async def answer(scope: Scope, receive: Receive, cid: str) -> Answer | Receive:
         state = scope["app"].state
         hubspot = state.hubspot
@@ -122,25 +157,10 @@ def _token_path(version: str) -> FastPath:
         form = await _read_form(scope, receive, hubspot.settings.max_body_bytes, read)
         if form is None:
             return _replay(read, receive)
-        grant_type = form.get("grant_type")
         client_id = form.get("client_id")
         client_secret = form.get("client_secret")
-        if not (client_id and client_secret):
-            return _replay(read, receive)
-        if grant_type == "refresh_token":
-            refresh_token = form.get("refresh_token")
-            if not refresh_token:
-                return _replay(read, receive)
-            grant: Any = functools.partial(hubspot.refresh, refresh_token=refresh_token)
-        elif grant_type == "authorization_code":
-            code = form.get("code")
-            redirect_uri = form.get("redirect_uri")
-            if not (code and redirect_uri):
-                return _replay(read, receive)
-            grant = functools.partial(hubspot.exchange_code, code=code,
-                                      redirect_uri=redirect_uri,
-                                      code_verifier=form.get("code_verifier") or None)
-        else:
+        call = build(hubspot, form) if client_id and client_secret else None
+        if call is None:
             return _replay(read, receive)
         guard = guard_for(state)
         client = scope.get("client")
@@ -149,8 +169,8 @@ def _token_path(version: str) -> FastPath:
             return _replay(read, receive)
         try:
             payload = await run_inline(functools.partial(
-                grant, client_id=client_id, client_secret=client_secret,
-                fault_endpoint="token", inline=True))
+                call, client_id=client_id, client_secret=client_secret,
+                fault_endpoint=endpoint, inline=True))
         except (FastPathMiss, FaultPending):
             return _replay(read, receive)
         except HubSpotHTTPError as exc:
@@ -158,7 +178,7 @@ def _token_path(version: str) -> FastPath:
             response = error_response(Request(scope), exc)
             return response.status_code, response.raw_headers, bytes(response.body)
         record_client_auth(guard, keys, None)
-        if version != "v1":
+        if token_use:
             payload["token_use"] = "access_token"
         body = json_bytes(payload)
         return 200, [(_CID, cid.encode("latin-1")), *_NO_STORE,
@@ -167,5 +187,9 @@ def _token_path(version: str) -> FastPath:
     return answer
 
 
-FAST_PATHS: dict[str, FastPath] = {f"/oauth/{v}/token": _token_path(v)
-                                   for v in TOKEN_VERSIONS}
+FAST_PATHS: dict[str, FastPath] = {
+    **{f"/oauth/{v}/token": _fast_path("token", _token_call, v != "v1")
+       for v in TOKEN_VERSIONS},
+    **{f"/oauth/{v}/token/introspect": _fast_path("introspect", _introspect_call, False)
+       for v in INTROSPECT_VERSIONS},
+}
