@@ -714,20 +714,22 @@ def test_a_slow_refresh_keeps_its_lease_alive(
     """HubSpot takes longer than the lease: the refresher renews it, so a second process
     waits for its answer instead of refreshing the same token again."""
     hubspot = hubspot_server
+    # A 1.5 s lease is renewed every 0.5 s: 1 s of slack for the renewing thread. (A 0.6 s
+    # lease left 0.4 s, and a loaded machine delayed a renewal by 0.36 s.)
     slow = TokenStore(database_url, client=hubspot.oauth_client(), encryption_keys=keys,
-                      clock=hubspot.now, refresh_lease=0.6)
+                      clock=hubspot.now, refresh_lease=1.5)
     other = TokenStore(database_url, client=hubspot.oauth_client(), encryption_keys=keys,
                        clock=hubspot.now)
     stores.extend([slow, other])
     key = slow.save(hubspot.connect())
     hubspot.advance(1800)
-    hubspot.fail_next("token", "delay", delay_ms=2500)
+    hubspot.fail_next("token", "delay", delay_ms=6000)
     results: dict[str, Any] = {}
     thread = threading.Thread(target=lambda: results.update(slow=slow.access_token(key)))
     thread.start()
     wait_until_held_at_hubspot(hubspot)
     first_lease_end = raw_row(slow, key)["refreshing_until"]
-    while time.time() < first_lease_end + 0.6:  # two leases on: only renewal keeps it
+    while time.time() < first_lease_end + 1.5:  # two leases on: only renewal keeps it
         time.sleep(0.05)
     results["other"] = other.access_token(key)
     thread.join(timeout=30)
