@@ -13,6 +13,7 @@ import hashlib
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -330,13 +331,23 @@ async def test_exchange_waits_for_busy_sqlite_in_the_thread_pool(sqlite_url: str
         holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         try:
             holder.execute("BEGIN IMMEDIATE")
-            timer = threading.Timer(0.3, holder.execute, ("ROLLBACK",))
-            timer.start()
+            server.spy.reset()
+
+            def release_once_handed_over() -> None:
+                # The lock goes once the request has left the event loop for the thread
+                # pool. (A 0.3 s timer raced the request: started late on a loaded
+                # machine, it found the lock gone and never needed the thread pool.)
+                deadline = time.monotonic() + 30
+                while server.spy.hops == 0 and time.monotonic() < deadline:
+                    time.sleep(0.005)
+                holder.execute("ROLLBACK")
+
+            releaser = threading.Thread(target=release_once_handed_over)
+            releaser.start()
             try:
-                server.spy.reset()
                 response = await server.exchange(code)
             finally:
-                timer.join()
+                releaser.join(timeout=60)
         finally:
             holder.close()
         assert response.status_code == 200, response.text
