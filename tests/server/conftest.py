@@ -5,14 +5,16 @@ Names start with ``hs_`` so they never clash with the authorize tests' own fixtu
 
 from __future__ import annotations
 
+import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
 
 from hubspot_oauth.server import ServerSettings, create_app
+from hubspot_oauth.server.hubspot import LocalHubSpot
 from hubspot_oauth.server.seed import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
 
 CLIENT = {"client_id": DEFAULT_CLIENT_ID, "client_secret": DEFAULT_CLIENT_SECRET}
@@ -123,3 +125,39 @@ def assert_oauth_error(response: httpx.Response, http: int, error: str, status: 
     assert body["category"]
     assert response.headers["cache-control"] == "no-store"
     return body
+
+
+@pytest.fixture
+def servers(database_url: str) -> Iterator[Callable[..., LocalHubSpot]]:
+    """LocalHubSpot instances on `database_url`, each with an engine and caches of its own
+    (as separate processes would have); closed afterwards."""
+    made: list[LocalHubSpot] = []
+
+    def make(**settings: Any) -> LocalHubSpot:
+        hubspot = LocalHubSpot(ServerSettings(database_url=database_url, **settings))
+        made.append(hubspot)
+        return hubspot
+
+    yield make
+    for hubspot in made:
+        hubspot.close()
+
+
+def race(calls: list[Callable[[], Any]]) -> list[Any]:
+    """Run the calls in threads released together; each result or raised exception."""
+    barrier = threading.Barrier(len(calls))
+    results: list[Any] = [None] * len(calls)
+
+    def run(i: int) -> None:
+        barrier.wait(timeout=30)
+        try:
+            results[i] = calls[i]()
+        except Exception as exc:  # noqa: BLE001 - the test inspects it
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    return results

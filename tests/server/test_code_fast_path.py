@@ -24,7 +24,7 @@ import pytest
 from hubspot_oauth.server import ServerSettings, create_app
 from hubspot_oauth.server.storage import FastPathMiss
 
-from .conftest import ACME, ADMIN, CLIENT, REDIRECT
+from .conftest import ACME, ADMIN, CLIENT, REDIRECT, race
 
 pytestmark = pytest.mark.anyio
 
@@ -278,26 +278,6 @@ async def test_replay_on_another_server_revokes_fast_path_tokens(database_url: s
         assert await first.stats() == {"ok": 1, "error": 1}
 
 
-def _race(calls: list[Callable[[], Any]]) -> list[Any]:
-    """Run the calls in threads released together; each result or raised exception."""
-    barrier = threading.Barrier(len(calls))
-    results: list[Any] = [None] * len(calls)
-
-    def run(i: int) -> None:
-        barrier.wait(timeout=30)
-        try:
-            results[i] = calls[i]()
-        except Exception as exc:  # noqa: BLE001 - the test inspects it
-            results[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    return results
-
-
 async def test_concurrent_fast_path_exchanges_of_one_code_have_one_winner(
         database_url: str) -> None:
     """Ten threads on two servers exchange one code at once through the fast path (the
@@ -310,7 +290,7 @@ async def test_concurrent_fast_path_exchanges_of_one_code_have_one_winner(
                                          fault_endpoint="token"))
             for h in [first.hubspot, second.hubspot] * 5
         ]
-        results = _race(calls)
+        results = race(calls)
         wins = [r for r in results if isinstance(r, dict)]
         assert len(wins) == 1, results
         assert [getattr(r, "status", r) for r in results if r is not wins[0]] == \

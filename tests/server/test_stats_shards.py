@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -32,22 +32,6 @@ from hubspot_oauth.server.storage import (
 from .conftest import ACME, ADMIN, CLIENT, REDIRECT
 
 BEFORE = "0003_seed_fingerprint"
-
-
-@pytest.fixture
-def servers(database_url: str) -> Iterator[Callable[..., LocalHubSpot]]:
-    """LocalHubSpot instances on `database_url`, each with an engine of its own (as
-    separate processes would have)."""
-    made: list[LocalHubSpot] = []
-
-    def make(**settings: Any) -> LocalHubSpot:
-        hubspot = LocalHubSpot(ServerSettings(database_url=database_url, **settings))
-        made.append(hubspot)
-        return hubspot
-
-    yield make
-    for hubspot in made:
-        hubspot.close()
 
 
 def _tokens(hubspot: LocalHubSpot) -> dict[str, Any]:

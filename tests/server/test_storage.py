@@ -3,10 +3,6 @@ concurrency (also between two servers on one database), shared clock, database f
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator
-from typing import Any
-
 import httpx
 import pytest
 import sqlalchemy as sa
@@ -18,49 +14,13 @@ from hubspot_oauth.server.storage import current_revision, make_engine, upgrade
 from hubspot_oauth.server.wire import OAuthError
 from tests.support.rate_window import start_of_next_rate_window
 
-from .conftest import ACME, ADMIN, CLIENT, REDIRECT
-
-
-@pytest.fixture
-def servers(database_url: str) -> Iterator[Callable[..., LocalHubSpot]]:
-    """LocalHubSpot instances on `database_url` (each with its own engine and caches, as
-    separate processes would have)."""
-    made: list[LocalHubSpot] = []
-
-    def make(**settings: Any) -> LocalHubSpot:
-        hubspot = LocalHubSpot(ServerSettings(database_url=database_url, **settings))
-        made.append(hubspot)
-        return hubspot
-
-    yield make
-    for hubspot in made:
-        hubspot.close()
+from .conftest import ACME, ADMIN, CLIENT, REDIRECT, race
 
 
 def _code(hubspot: LocalHubSpot) -> str:
     return hubspot.issue_code(client_id=CLIENT["client_id"], redirect_uri=REDIRECT,
                               user_email=ADMIN, hub_id=ACME,
                               scopes=["crm.objects.contacts.read"])
-
-
-def _race(calls: list[Callable[[], Any]]) -> list[Any]:
-    """Run the calls in threads released together; each result or raised exception."""
-    barrier = threading.Barrier(len(calls))
-    results: list[Any] = [None] * len(calls)
-
-    def run(i: int) -> None:
-        barrier.wait(timeout=30)
-        try:
-            results[i] = calls[i]()
-        except Exception as exc:  # noqa: BLE001 - the test inspects it
-            results[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    return results
 
 
 def test_schema_is_created_and_checked(database_url: str) -> None:
@@ -108,7 +68,7 @@ def test_twenty_concurrent_redemptions_one_success(servers) -> None:
         (lambda h=h: h.exchange_code(**CLIENT, code=code, redirect_uri=REDIRECT))
         for h in [first, second] * 10
     ]
-    results = _race(calls)
+    results = race(calls)
     wins = [r for r in results if isinstance(r, dict)]
     losses = [r for r in results if isinstance(r, OAuthError)]
     assert len(wins) == 1, results
@@ -126,7 +86,7 @@ def test_concurrent_refresh_with_rotation_has_one_winner(servers) -> None:
     first = servers(refresh_token_rotation="rotate")
     second = servers(refresh_token_rotation="rotate")
     tokens = first.exchange_code(**CLIENT, code=_code(first), redirect_uri=REDIRECT)
-    results = _race([
+    results = race([
         (lambda h=h: h.refresh(**CLIENT, refresh_token=tokens["refresh_token"]))
         for h in [first, second] * 5
     ])
@@ -141,7 +101,7 @@ def test_concurrent_refresh_with_rotation_has_one_winner(servers) -> None:
 def test_concurrent_refresh_without_rotation_all_succeed(servers) -> None:
     first, second = servers(), servers()
     tokens = first.exchange_code(**CLIENT, code=_code(first), redirect_uri=REDIRECT)
-    results = _race([
+    results = race([
         (lambda h=h: h.refresh(**CLIENT, refresh_token=tokens["refresh_token"]))
         for h in [first, second] * 5
     ])
@@ -298,7 +258,7 @@ def test_refresh_racing_a_revoke_leaves_no_live_access_token(servers) -> None:
         for h in [first, second] * 5
     ]
     revoke = [lambda: second.revoke(**CLIENT, token=tokens["refresh_token"])]
-    results = _race(refreshes + revoke)
+    results = race(refreshes + revoke)
     assert not isinstance(results[-1], Exception), results[-1]
     issued = [tokens["access_token"]] + [r["access_token"] for r in results[:-1]
                                          if isinstance(r, dict)]
