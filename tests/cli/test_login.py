@@ -148,6 +148,9 @@ def test_default_redirect_uri_is_port_3000(local_hubspot: LocalHubSpot) -> None:
     env = {**local_hubspot.env()}
     del env["HUBSPOT_REDIRECT_URI"]
     with socket.socket() as other:
+        # SO_REUSEADDR, as a server sets it: only a listener (not connections of one that
+        # just stopped, in TIME_WAIT) makes this bind fail.
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             other.bind(("127.0.0.1", 3000))
         except OSError:
