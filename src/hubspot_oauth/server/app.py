@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from sqlalchemy import exc as sa_exc
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -28,7 +28,13 @@ from . import api, control, metadata, openapi, token, token_fast_path
 from .hubspot import LocalHubSpot
 from .settings import ServerSettings
 from .token_fast_path import FastPath
-from .wire import CORRELATION_HEADER, HubSpotHTTPError, error_response, json_response
+from .wire import (
+    CORRELATION_HEADER,
+    NO_STORE,
+    HubSpotHTTPError,
+    error_response,
+    json_response,
+)
 
 __all__ = ["create_app"]
 
@@ -95,6 +101,9 @@ class HubSpotMiddleware:
                     return
                 receive = answer  # handed over, with what it read replayed
             await self.app(scope, receive, send_with_id)
+        except ClientDisconnect:
+            # The client left before its body arrived: nobody to answer, nothing was done.
+            log.info("client disconnected mid-request [correlation id %s]", cid)
         except Exception as exc:  # noqa: BLE001 - the last line of defence: never a traceback
             if started:
                 raise
@@ -105,12 +114,12 @@ class HubSpotMiddleware:
                 error = HubSpotHTTPError(
                     503, "SERVICE_UNAVAILABLE",
                     "The local HubSpot's database is unavailable (locked, read-only or "
-                    "unreachable); try again later.", headers={"Retry-After": "1"})
+                    "unreachable); try again later.", headers={"Retry-After": "1", **NO_STORE})
             else:
                 log.exception("internal error [correlation id %s]", cid)
                 error = HubSpotHTTPError(500, "INTERNAL_ERROR",
                                          "internal error; the server log has the details "
-                                         f"under correlation id {cid}")
+                                         f"under correlation id {cid}", headers=NO_STORE)
             body = json.dumps(error.body(cid)).encode()
             await send_with_id({"type": "http.response.start", "status": error.status_code,
                                 "headers": [(b"content-type", b"application/json;charset=utf-8"),
