@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from hubspot_oauth.server import ServerSettings, create_app, storage
+from hubspot_oauth.server import hubspot as hubspot_module
+from hubspot_oauth.server.wire import OAuthError
 from tests.security.harness import assert_hubspot_error
 from tests.server.conftest import ACME, ADMIN, CLIENT, REDIRECT
 
@@ -153,4 +158,69 @@ async def test_a_locked_database_answers_503_with_no_store_and_changes_nothing(
         assert again[0].json()["refresh_token"] != tokens["refresh_token"]  # a new grant
     finally:
         holder.close()
+        hubspot.close()
+
+
+@pytest.mark.postgres
+def test_uninstall_during_a_code_exchange_revokes_its_tokens(
+        postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL (READ COMMITTED, another process or thread): a code exchange has locked
+    and consumed its code and is about to insert its tokens when the app is uninstalled
+    from the portal. Uninstall revoked the portal's tokens first and deleted its unused
+    codes last: its UPDATEs did not see the exchange's tokens (not yet committed), and
+    its DELETE, after waiting for the code's row lock, skipped the now-consumed code. The
+    exchange's refresh and access tokens stayed live in an uninstalled portal. Whatever
+    the order, once the uninstall has committed no token of that install may work."""
+    app = create_app(ServerSettings(database_url=postgres_url))
+    hubspot = app.state.hubspot
+    holding, go = threading.Event(), threading.Event()
+    issue = hubspot_module.LocalHubSpot._issue_for_code
+
+    def paused_issue(self: Any, *args: Any) -> Any:
+        holding.set()  # the code row is locked and marked consumed
+        assert go.wait(60)
+        return issue(self, *args)
+
+    try:
+        code = _code(app)
+        app_id = hubspot.app(CLIENT["client_id"]).app_id
+        monkeypatch.setattr(hubspot_module.LocalHubSpot, "_issue_for_code", paused_issue)
+        results: dict[str, Any] = {}
+
+        def exchange() -> None:
+            results["tokens"] = hubspot.exchange_code(**CLIENT, code=code,
+                                                      redirect_uri=REDIRECT)
+
+        def uninstall() -> None:
+            results["uninstalled"] = hubspot.uninstall(app_id, ACME)
+
+        exchanging = threading.Thread(target=exchange)
+        exchanging.start()
+        assert holding.wait(60)
+        uninstalling = threading.Thread(target=uninstall)
+        uninstalling.start()
+        # The uninstall now waits for a row lock the exchange holds (bounded poll).
+        with sa.create_engine(postgres_url).connect() as watcher:
+            deadline = time.monotonic() + 60
+            while uninstalling.is_alive() and time.monotonic() < deadline:
+                waiting = watcher.execute(sa.text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND wait_event_type = 'Lock'")).scalar()
+                if waiting:
+                    break
+                watcher.rollback()
+                time.sleep(0.01)
+        go.set()
+        exchanging.join(60)
+        uninstalling.join(60)
+        monkeypatch.undo()
+        assert results["uninstalled"] is True
+        tokens = results["tokens"]
+        with pytest.raises(OAuthError) as refused:
+            hubspot.refresh(**CLIENT, refresh_token=tokens["refresh_token"])
+        assert refused.value.status == "BAD_REFRESH_TOKEN"
+        assert hubspot.introspect(**CLIENT, token=tokens["access_token"]) == {"active": False}
+        assert hubspot.access_token_info(tokens["access_token"]) is None
+    finally:
+        go.set()
         hubspot.close()

@@ -1215,6 +1215,13 @@ class LocalHubSpot:
             done = conn.execute(sa.update(installs).where(
                 installs.c.app_id == app_id, installs.c.hub_id == hub_id,
                 installs.c.uninstalled_at.is_(None)).values(uninstalled_at=now)).rowcount
+            # Unused codes first: on PostgreSQL this waits for an exchange that holds its
+            # code's row lock, so the token UPDATEs below (each a new READ COMMITTED
+            # snapshot) see the tokens it committed; done last, they were missed and
+            # stayed live (tests/security/test_fast_path_adversary.py).
+            conn.execute(sa.delete(authorization_codes).where(
+                authorization_codes.c.app_id == app_id, authorization_codes.c.hub_id == hub_id,
+                authorization_codes.c.consumed_at.is_(None)))
             conn.execute(sa.update(refresh_tokens).where(
                 refresh_tokens.c.app_id == app_id, refresh_tokens.c.hub_id == hub_id,
                 refresh_tokens.c.revoked_at.is_(None)).values(
@@ -1222,9 +1229,6 @@ class LocalHubSpot:
             conn.execute(sa.update(access_tokens).where(
                 access_tokens.c.app_id == app_id, access_tokens.c.hub_id == hub_id,
                 access_tokens.c.revoked_at.is_(None)).values(revoked_at=now))
-            conn.execute(sa.delete(authorization_codes).where(
-                authorization_codes.c.app_id == app_id, authorization_codes.c.hub_id == hub_id,
-                authorization_codes.c.consumed_at.is_(None)))
         return bool(done)
 
     def installs(self) -> list[dict[str, Any]]:
