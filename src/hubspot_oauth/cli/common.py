@@ -46,11 +46,6 @@ def fail(message: str, exit_code: int = EXIT_FAILED) -> NoReturn:
     raise CommandError(message, exit_code)
 
 
-def json_mode() -> bool:
-    ctx = click.get_current_context(silent=True)
-    return bool(ctx and ctx.meta.get(JSON_KEY))
-
-
 def _remember_json(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
     ctx.meta[JSON_KEY] = bool(value)
     return value
