@@ -9,7 +9,6 @@ routing, 413 for big bodies, 503 when the database fails, and 500 only as a last
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import re
@@ -24,7 +23,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import api, control, metadata, openapi, token, token_fast_path
+from . import api, authorize, control, metadata, openapi, token, token_fast_path
 from .hubspot import LocalHubSpot
 from .settings import ServerSettings
 from .token_fast_path import FastPath
@@ -199,11 +198,8 @@ def create_app(settings: ServerSettings | None = None) -> Starlette:
     # routes of two modules, so the order changes nothing else.
     routes: list = [*token.routes, *metadata.routes, *api.routes,
                     Route("/", _index, methods=["GET"]),
-                    *openapi.routes]  # GET /openapi.json (servers = the request's base URL)
-    if importlib.util.find_spec(f"{__package__}.authorize") is not None:
-        from . import authorize
-
-        routes.extend(authorize.routes)
+                    *openapi.routes,  # GET /openapi.json (servers = the request's base URL)
+                    *authorize.routes]
     if settings.control_api_enabled:
         routes.extend(control.routes)
     app = Starlette(
@@ -214,5 +210,4 @@ def create_app(settings: ServerSettings | None = None) -> Starlette:
     app.router.redirect_slashes = False
     app.add_middleware(HubSpotMiddleware, fast_paths=token_fast_path.FAST_PATHS)
     app.state.hubspot = hubspot
-    app.state.settings = settings
     return app
