@@ -274,7 +274,7 @@ def login(no_browser: bool, timeout: int, account_id: int | None, key: str | Non
     if outcome.error:
         fail(outcome.error)
     assert outcome.token is not None and outcome.key is not None
-    _print_connected(client, outcome.token, outcome.key, as_json)
+    _print_connected(outcome.token, outcome.key, as_json)
 
 
 def with_account_details(client: OAuthClient, token: Token) -> Token:
@@ -286,7 +286,7 @@ def with_account_details(client: OAuthClient, token: Token) -> Token:
         return token
 
 
-def _print_connected(client: OAuthClient, token: Token, key: str, as_json: bool) -> None:
+def _print_connected(token: Token, key: str, as_json: bool) -> None:
     hub_domain, user, scopes = token.hub_domain, token.user, list(token.scopes)
     data = {"key": key, "hub_id": token.hub_id, "hub_domain": hub_domain, "user": user,
             "scopes": scopes, "expires_at": token.expires_at}
