@@ -1058,7 +1058,7 @@ class LocalHubSpot:
     def introspect(self, *, client_id: str, client_secret: str, token: str,
                    token_type_hint: str | None = None,
                    fault_endpoint: str | None = None, inline: bool = False) -> dict[str, Any]:
-        """POST /oauth/{v3,2026-03}/token/introspect (reference §6.3, RFC 7662). Returns
+        """POST /oauth/{v3,2026-03,2026-09}/token/introspect (reference §6.3, RFC 7662). Returns
         the token's info with ``active: true``, or ``{"active": false}`` for a token that
         is unknown, expired, revoked, rotated away or issued to another client. Raises
         `OAuthError` for bad client credentials. `inline`: as `refresh` says."""
@@ -1115,7 +1115,7 @@ class LocalHubSpot:
 
     def revoke(self, *, client_id: str, client_secret: str, token: str,
                token_type_hint: str | None = None, fault_endpoint: str | None = None) -> None:
-        """POST /oauth/{v3,2026-03}/token/revoke (RFC 7009). Revokes a refresh token (with
+        """POST /oauth/{v3,2026-03,2026-09}/token/revoke (RFC 7009). Revokes a refresh token (with
         `settings.revoke_cascades`, also the access tokens of its authorization) or an
         access token. Unknown or already-revoked tokens succeed silently (RFC 7009 §2.2).
         Raises `OAuthError` for bad client credentials, and ``unauthorized_client`` when

@@ -1,4 +1,4 @@
-"""POST /oauth/{v1,v3,2026-03}/token: both grants, form-encoded (reference §4).
+"""POST /oauth/{v1,v3,2026-03,2026-09}/token: both grants, form-encoded (reference §4).
 
 Parameters are validated here (present, once, UTF-8, bounded); the grant rules live in
 `LocalHubSpot.exchange_code` / `.refresh`. v3 and later refuse credentials in the query
