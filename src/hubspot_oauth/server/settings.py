@@ -65,7 +65,9 @@ class ServerSettings:
       access tokens issued from it (RFC 7009 §2.1); v1 DELETE never does (reference §4.5).
     * `reject_unbound_code_verifier` - a `code_verifier` sent for a code that had no
       `code_challenge` is refused (RFC 9700 §4.8, PKCE downgrade).
-    * `max_body_bytes` - request bodies above this get 413.
+    * `max_body_bytes` - token, introspection, revocation and sample API request bodies
+      above this get 413 (the authorize pages' form and the control API have fixed
+      limits of their own).
     * `api_auth` - False: the sample API answers without a bearer token, as the seed's first
       app in its first portal with all of that app's scopes (a baseline for benchmarks and
       demos; rate limit and stats still apply). Default True.
