@@ -55,6 +55,24 @@ def test_usage_errors_exit_2_without_traceback(args: list[str], data_dir) -> Non
     assert "Traceback" not in result.output
 
 
+def test_server_options_follow_the_settings_rules() -> None:
+    """`server`'s --refresh-token-rotation choices and admin-token length are copies of
+    ServerSettings' rules (cli/local.py does not import server/): they must agree."""
+    import click
+
+    from hubspot_oauth.cli import local
+    from hubspot_oauth.errors import ConfigurationError
+    from hubspot_oauth.server import settings
+
+    option = next(p for p in local.server.params if p.name == "refresh_token_rotation")
+    assert isinstance(option.type, click.Choice)
+    assert tuple(option.type.choices) == settings.ROTATION_MODES == local.ROTATION_MODES
+    assert local.MIN_ADMIN_TOKEN == settings.MIN_ADMIN_TOKEN
+    settings.ServerSettings(admin_token="x" * settings.MIN_ADMIN_TOKEN)
+    with pytest.raises(ConfigurationError):
+        settings.ServerSettings(admin_token="x" * (settings.MIN_ADMIN_TOKEN - 1))
+
+
 def test_configuration_error_is_exit_2(data_dir) -> None:
     result = CliRunner().invoke(cli, ["tokens", "list", "--api-version", "v9"])
     assert result.exit_code == 2

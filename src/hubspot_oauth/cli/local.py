@@ -37,7 +37,9 @@ from .common import (
 DEFAULT_QUICKSTART_PORT = 3000
 DEFAULT_HUBSPOT_PORT = 8765
 LOCAL_HUBSPOT_DB = "local-hubspot.db"
-MIN_ADMIN_TOKEN = 8  # ServerSettings refuses shorter admin tokens
+# Copies of server.settings' MIN_ADMIN_TOKEN and ROTATION_MODES (importing server/ here
+# would cost every command ~70 ms); tests/cli/test_commands.py checks that they agree.
+MIN_ADMIN_TOKEN = 8
 ROTATION_MODES = ("off", "rotate", "strict")
 
 

@@ -13,9 +13,11 @@ from pathlib import Path
 
 from ..errors import ConfigurationError
 
-__all__ = ["ROTATION_MODES", "ServerSettings", "default_database_url", "is_loopback"]
+__all__ = ["MIN_ADMIN_TOKEN", "ROTATION_MODES", "ServerSettings", "default_database_url",
+           "is_loopback"]
 
 ROTATION_MODES = ("off", "rotate", "strict")
+MIN_ADMIN_TOKEN = 8  # characters
 
 
 def default_database_url() -> str:
@@ -106,8 +108,8 @@ class ServerSettings:
                 raise ConfigurationError(f"{name} must be a positive integer, got {value!r}")
         if not self.hublet or not self.hublet.isalnum() or not self.hublet.islower():
             raise ConfigurationError(f"hublet must look like 'na1' or 'eu1', got {self.hublet!r}")
-        if self.admin_token is not None and len(self.admin_token) < 8:
-            raise ConfigurationError("admin_token must be at least 8 characters")
+        if self.admin_token is not None and len(self.admin_token) < MIN_ADMIN_TOKEN:
+            raise ConfigurationError(f"admin_token must be at least {MIN_ADMIN_TOKEN} characters")
 
     @property
     def resolved_database_url(self) -> str:
