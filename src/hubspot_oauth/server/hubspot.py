@@ -1080,10 +1080,7 @@ class LocalHubSpot:
                 if kind == "access_token":
                     if row.expires_at <= now:
                         return {"active": False}
-                    info = self._access_info(row, token, now)
-                    info.pop("token_type")
-                    return {"active": True, **info, "token_type": "Bearer",
-                            "token_use": "access_token"}
+                    return self._active_access(row, token, now)
                 if row.retired_at is not None:
                     return {"active": False}
                 info = self._refresh_info(row, token)
@@ -1109,6 +1106,10 @@ class LocalHubSpot:
                 raise FastPathMiss
             if not counts_in_statement(tx):
                 count_call(tx, "introspect", "", "ok")
+        return self._active_access(row, token, now)
+
+    def _active_access(self, row: Any, token: str, now: float) -> dict[str, Any]:
+        """Introspection's answer for a live access token (both paths: byte for byte)."""
         info = self._access_info(row, token, now)
         info.pop("token_type")
         return {"active": True, **info, "token_type": "Bearer", "token_use": "access_token"}
