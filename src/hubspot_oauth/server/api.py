@@ -16,7 +16,7 @@ window per app and portal; ``X-HubSpot-RateLimit-*`` headers on every authentica
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -39,7 +39,7 @@ from .wire import (
     read_body,
 )
 
-__all__ = ["expired_error", "routes"]
+__all__ = ["expired_error", "rate_limited", "routes"]
 
 READ_SCOPES = ("crm.objects.contacts.read", "contacts")
 WRITE_SCOPES = ("crm.objects.contacts.write", "contacts")
@@ -57,6 +57,15 @@ def expired_error(expires_at: float, now: float | None) -> HubSpotHTTPError:
         f"The OAuth token used to make this call expired {ago} ago.",
         context={"expire time": [utc_iso(expires_at if now is not None else 0)]},
         headers=_AUTH_FAILURE)
+
+
+def rate_limited(retry_after_s: int, headers: Mapping[str, str] | None = None
+                 ) -> HubSpotHTTPError:
+    """429 RATE_LIMITS as HubSpot words its ten-secondly limit (reference §7.6)."""
+    return HubSpotHTTPError(
+        429, "RATE_LIMITS", "You have reached your ten secondly limit.",
+        extra={"errorType": "RATE_LIMIT", "policyName": "TEN_SECONDLY_ROLLING"},
+        headers={"Retry-After": str(retry_after_s), **(headers or {})})
 
 
 _AUTH_FAILURE = {"x-hubspot-auth-failure": "401 Unauthorized",
@@ -157,12 +166,7 @@ def _api(scopes: tuple[str, ...] | None, prepare: Callable[[Request], Any]):  # 
                     window = hubspot.rate_limit(conn, grant, now)
                     headers = window.headers()
                     if not window.allowed:
-                        raise HubSpotHTTPError(
-                            429, "RATE_LIMITS", "You have reached your ten secondly limit.",
-                            extra={"errorType": "RATE_LIMIT",
-                                   "policyName": "TEN_SECONDLY_ROLLING"},
-                            headers={"Retry-After": str(max(1, -(-window.reset_in_ms
-                                                                  // 1000)))})
+                        raise rate_limited(max(1, -(-window.reset_in_ms // 1000)))
                     if scopes and not any(s in grant.scopes for s in scopes):
                         raise _missing_scopes(scopes[:1])
                     if invalid is not None or handler is None:

@@ -212,11 +212,9 @@ def fault_response(request: Request, fault: Fault, grant_type: str = "") -> Resp
         return HTMLResponse(PROXY_502_PAGE, status_code=502,
                             headers={CORRELATION_HEADER: cid, **NO_STORE})
     if kind == "rate_limit":
-        exc = HubSpotHTTPError(
-            429, "RATE_LIMITS", "You have reached your ten secondly limit.",
-            extra={"errorType": "RATE_LIMIT", "policyName": "TEN_SECONDLY_ROLLING"},
-            headers={"Retry-After": "1", **NO_STORE})
-        return error_response(request, exc)
+        from .api import rate_limited
+
+        return error_response(request, rate_limited(1, NO_STORE))
     if kind == "server_error":
         exc = HubSpotHTTPError(500, "INTERNAL_ERROR",
                                "internal error (fault queued through the control API)",
