@@ -167,7 +167,7 @@ def _api(scopes: tuple[str, ...] | None, prepare: Callable[[Request], Any]):  # 
                     headers = window.headers()
                     if not window.allowed:
                         raise rate_limited(max(1, -(-window.reset_in_ms // 1000)))
-                    if scopes and not any(s in grant.scopes for s in scopes):
+                    if not grant.allows(scopes):
                         raise _missing_scopes(scopes[:1])
                     if invalid is not None or handler is None:
                         raise invalid or bad_request("bad request")

@@ -290,6 +290,12 @@ class TokenGrant:
     scopes: tuple[str, ...]
     expires_at: float
 
+    def allows(self, required: tuple[str, ...] | None) -> bool:
+        """True when `required` is None/empty or the grant holds any one of its scopes (an
+        endpoint lists the scopes that each suffice: "One or more of the following scopes
+        are required", reference §7.4)."""
+        return not required or any(s in self.scopes for s in required)
+
 
 def _bad_client_id(client_id: str) -> OAuthError:
     return OAuthError("invalid_client", "BAD_CLIENT_ID",
@@ -1187,7 +1193,7 @@ class LocalHubSpot:
                 raise FastPathMiss
             window = hit(tx, grant.app_id, grant.hub_id, now, self.settings.rate_limit_max,
                          self.settings.rate_limit_interval_ms)
-            if not window.allowed or (scopes and not any(s in grant.scopes for s in scopes)):
+            if not window.allowed or not grant.allows(scopes):
                 raise FastPathMiss
             try:
                 status, payload = handler(tx, grant, now)
