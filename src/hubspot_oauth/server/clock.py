@@ -7,7 +7,7 @@ import time
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
 from .models import emulator_state
 from .storage import read, write
@@ -24,16 +24,15 @@ class Clock:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
-    def offset(self, conn: Connection | None = None) -> float:
-        """Seconds the emulator clock is ahead of real time (may be negative)."""
-        if conn is not None:
+    def offset(self) -> float:
+        """Seconds the emulator clock is ahead of real time (may be negative). (The token
+        endpoints read it inside their own transaction: `LocalHubSpot._state`.)"""
+        with read(self._engine) as conn:
             return float(conn.execute(_OFFSET).scalar() or 0.0)
-        with read(self._engine) as c:
-            return float(c.execute(_OFFSET).scalar() or 0.0)
 
-    def timestamp(self, conn: Connection | None = None) -> float:
+    def timestamp(self) -> float:
         """Emulator time as UTC epoch seconds."""
-        return time.time() + self.offset(conn)
+        return time.time() + self.offset()
 
     def now(self) -> datetime:
         """Emulator time, aware UTC."""
