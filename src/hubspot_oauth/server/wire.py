@@ -188,9 +188,9 @@ def parse_json(raw: bytes) -> Any:
     return data
 
 
-def bad_request(message: str, *, status: str = "error") -> HubSpotHTTPError:
+def bad_request(message: str) -> HubSpotHTTPError:
     """400 VALIDATION_ERROR."""
-    return HubSpotHTTPError(400, "VALIDATION_ERROR", message, status=status)
+    return HubSpotHTTPError(400, "VALIDATION_ERROR", message)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
