@@ -25,10 +25,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .hubspot import FastPathMiss, TokenGrant, expired_ago, utc_iso
+from .hubspot import TokenGrant, expired_ago, utc_iso
 from .models import contacts, portals
 from .ratelimit import count_call
-from .storage import FastTransaction, HotStatement
+from .storage import FastPathMiss, FastTransaction, HotStatement
 from .token import run_with_faults
 from .wire import (
     HubSpotHTTPError,

@@ -78,8 +78,8 @@ from .storage import (
 )
 from .wire import HubSpotHTTPError, OAuthError
 
-__all__ = ["AppRecord", "FaultPending", "FastPathMiss", "LocalHubSpot", "TokenGrant",
-           "UserRecord", "token_digest"]
+__all__ = ["AppRecord", "FaultPending", "LocalHubSpot", "TokenGrant", "UserRecord",
+           "token_digest"]
 
 
 class FaultPending(Exception):  # noqa: N818 - a signal, not an error

@@ -20,8 +20,8 @@ from starlette.routing import Route
 
 from .bruteforce import BruteForceGuard, Verdict, guard_for, token_keys
 from .faults import Fault
-from .hubspot import FastPathMiss, FaultPending
-from .storage import FastPathBusy
+from .hubspot import FaultPending
+from .storage import FastPathBusy, FastPathMiss
 from .wire import (
     CORRELATION_HEADER,
     FORM_BODY_KEY,

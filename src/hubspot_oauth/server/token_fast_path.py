@@ -29,8 +29,9 @@ from starlette.requests import Request
 from starlette.types import Message, Receive, Scope
 
 from .bruteforce import guard_for, token_keys
-from .hubspot import FastPathMiss, FaultPending
+from .hubspot import FaultPending
 from .metadata import INTROSPECT_VERSIONS, token_param
+from .storage import FastPathMiss
 from .token import MAX_PARAM, TOKEN_VERSIONS, record_client_auth, run_inline
 from .wire import (
     CORRELATION_HEADER,
