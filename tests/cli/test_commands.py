@@ -136,6 +136,29 @@ def test_db_upgrade_default_is_the_data_dir_store(data_dir: Path) -> None:
     assert (data_dir / "tokens.db").exists()
 
 
+def test_db_upgrade_for_server_defaults_to_the_local_hubspots_database(
+        data_dir: Path) -> None:
+    """`--for server` with no URL upgrades local-hubspot.db, the database `server` and the
+    quickstart refuse when it is behind; it used to put the local HubSpot's tables into the
+    token store's tokens.db and leave local-hubspot.db as it was."""
+    import sqlalchemy as sa
+
+    from hubspot_oauth.server.storage import SCHEMA_REVISION, current_revision
+
+    result = CliRunner().invoke(cli, ["db", "upgrade", "--for", "server", "--json"])
+    assert result.exit_code == 0, result.output
+    local = data_dir / "local-hubspot.db"
+    assert not (data_dir / "tokens.db").exists()
+    assert current_revision(sa.create_engine(f"sqlite:///{local}")) == SCHEMA_REVISION
+    assert json.loads(result.stdout)["databases"] == {"server": f"sqlite:///{local}"}
+
+    both = CliRunner().invoke(cli, ["db", "upgrade", "--for", "all"])
+    assert both.exit_code == 0, both.output
+    assert both.stdout.splitlines() == [
+        f"token store schema of sqlite:///{data_dir / 'tokens.db'} is at revision 0001",
+        f"local HubSpot schema of sqlite:///{local} is at revision {SCHEMA_REVISION}"]
+
+
 # -- server and quickstart ---------------------------------------------------------------
 
 def _listening(port: int) -> socket.socket:

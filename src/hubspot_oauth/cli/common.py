@@ -30,6 +30,8 @@ DEBUG_KEY = "hubspot_oauth.debug"
 # so the two never mix.
 TOKENS_DB = "tokens.db"
 LOCAL_TOKENS_DB = "local-hubspot-tokens.db"
+# The local HubSpot's own database (`server` and the quickstart without credentials).
+LOCAL_HUBSPOT_DB = "local-hubspot.db"
 SUPPORTED_DATABASES = ("sqlite:///path/tokens.db or postgresql+psycopg://user:password@host"
                        "/dbname")
 

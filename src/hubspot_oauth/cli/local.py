@@ -26,6 +26,7 @@ import click
 from ..client.config import ClientConfig, data_dir
 from .common import (
     EXIT_USAGE,
+    LOCAL_HUBSPOT_DB,
     LOCAL_TOKENS_DB,
     check_database_url,
     emit_json,
@@ -36,7 +37,6 @@ from .common import (
 
 DEFAULT_QUICKSTART_PORT = 3000
 DEFAULT_HUBSPOT_PORT = 8765
-LOCAL_HUBSPOT_DB = "local-hubspot.db"
 # Copies of server.settings' MIN_ADMIN_TOKEN and ROTATION_MODES (importing server/ here
 # would cost every command ~70 ms); tests/cli/test_commands.py checks that they agree.
 MIN_ADMIN_TOKEN = 8
