@@ -174,7 +174,9 @@ def test_server_port_taken(data_dir) -> None:
         result = CliRunner().invoke(cli, ["server", "--port", str(port)])
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines() == [
-        f"Error: port {port} (local HubSpot) is already in use by another program"]
+        f"Error: port {port} (local HubSpot) is already in use by another program; stop the "
+        "other program (another `hubspot-oauth server`, or a quickstart or `make run` running "
+        "the local HubSpot?), or pass --port"]
 
 
 def test_server_bad_seed_file_is_one_line(data_dir, tmp_path: Path) -> None:
@@ -207,6 +209,8 @@ def test_quickstart_local_hubspot_port_taken(data_dir) -> None:
     assert result.exit_code == 1
     assert f"port {hub_port} (local HubSpot)" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+    # What to do about it, not only what went wrong.
+    assert "stop the other program (a `hubspot-oauth server`" in result.stderr
 
 
 @pytest.mark.parametrize("env", [

@@ -260,7 +260,9 @@ def server(host: str, port: int, database_url: str | None, seed_file: str | None
         code_ttl=code_ttl, admin_token=admin_token, host=host,
         public_url=f"http://{display_host}:{port}",
     )
-    sock = bind_port(host, port, "local HubSpot")
+    sock = bind_port(host, port, "local HubSpot",
+                     "; stop the other program (another `hubspot-oauth server`, or a quickstart "
+                     "or `make run` running the local HubSpot?), or pass --port")
     app = create_app(settings)
     hubspot = app.state.hubspot
     base_url = f"http://{display_host}:{port}"
@@ -483,7 +485,9 @@ def _run_with_local_hubspot(env_config: ClientConfig, port: int, hubspot_port: i
     qs_sock = bind_port("127.0.0.1", port, "quickstart", _port_hint(redirect_uri, local=True))
     try:
         hs_sock = bind_port("127.0.0.1", hubspot_port, "local HubSpot",
-                            "; the quickstart runs the local HubSpot there")
+                            "; the quickstart runs the local HubSpot there: stop the other "
+                            "program (a `hubspot-oauth server`, or another quickstart or "
+                            "`make run`?)")
     except BaseException:
         qs_sock.close()
         raise
