@@ -350,6 +350,8 @@ def test_quickstart_with_credentials_uses_that_hubspot_only(tmp_path: Path) -> N
             out, err = _stop(proc)
     assert proc.returncode == 0, err
     assert "Stopped the quickstart." in out
+    # The banner names the HubSpot once (it said "…at URL: URL").
+    assert f"   (talking to the HubSpot at {hubspot.base_url})\n" in out
     assert not (tmp_path / "data" / "local-hubspot.db").exists()
 
 

@@ -463,7 +463,9 @@ def _run_with_hubspot(config: ClientConfig, port: int, redirect_uri: str,
         emit_json({"quickstart_url": url, "redirect_uri": redirect_uri,
                    "hubspot": endpoints.app_url, "scopes": list(config.scopes)})
     else:
-        click.echo(f"Quickstart      {url}   (talking to {name}: {endpoints.app_url})")
+        # "the HubSpot at URL" already names the URL; real HubSpot's is worth showing.
+        talking_to = name if config.base_url else f"{name}: {endpoints.app_url}"
+        click.echo(f"Quickstart      {url}   (talking to {talking_to})")
         click.echo(f"  redirect URI  {redirect_uri}  - must be a redirect URL of your app")
         click.echo(f"  scopes        {' '.join(config.scopes)}")
         click.echo(f"  tokens        {_display_url(config.default_database_url())}")
