@@ -223,3 +223,20 @@ def test_quickstart_on_another_port_prints_the_app_it_uses(tmp_path: Path) -> No
     # The optional scopes it asks for are the app's, and the banner says so.
     assert ("                scopes        crm.objects.contacts.read; optional "
             "crm.objects.contacts.write automation (the app's)") in out
+
+
+@pytest.mark.parametrize("args", [["db", "upgrade"], ["login", "--no-browser"]])
+def test_a_data_directory_that_cannot_be_created_is_named_with_its_setting(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str]) -> None:
+    """HUBSPOT_OAUTH_DATA_DIR under a file: one line naming the directory and the setting
+    (it was `Error: [Errno 20] Not a directory: '…'`, which named neither)."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("HUBSPOT_OAUTH_DATA_DIR", str(blocker / "data"))
+    monkeypatch.setenv("HUBSPOT_CLIENT_ID", "id")
+    monkeypatch.setenv("HUBSPOT_CLIENT_SECRET", "secret")
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1, result.output
+    assert result.stderr.strip().splitlines() == [
+        f"Error: cannot create the data directory {blocker / 'data'} "
+        "(HUBSPOT_OAUTH_DATA_DIR): Not a directory"]

@@ -221,5 +221,17 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
+def describe_os_error(exc: OSError) -> str:
+    """`describe(exc)`, except that a failure to create the data directory (mkdir names the
+    directory or the ancestor it could not make) names the directory and its setting."""
+    folder = data_dir_path()
+    failed = Path(os.fsdecode(exc.filename)) if exc.filename is not None else None
+    if failed is None or (failed != folder and failed not in folder.parents):
+        return describe(exc)
+    setting = ("HUBSPOT_OAUTH_DATA_DIR" if os.environ.get("HUBSPOT_OAUTH_DATA_DIR", "").strip()
+               else "set HUBSPOT_OAUTH_DATA_DIR to use another")
+    return f"cannot create the data directory {folder} ({setting}): {exc.strerror or exc}"
+
+
 def exit_code_for(exc: BaseException) -> int:
     return EXIT_USAGE if isinstance(exc, ConfigurationError) else EXIT_FAILED

@@ -17,6 +17,7 @@ from .common import (
     CommandError,
     debug_enabled,
     describe,
+    describe_os_error,
     exit_code_for,
     report,
 )
@@ -42,7 +43,7 @@ class HubSpotOAuthGroup(click.Group):
         except OSError as exc:
             if debug_enabled(ctx):
                 raise
-            report(ctx, describe(exc), EXIT_FAILED)
+            report(ctx, describe_os_error(exc), EXIT_FAILED)
         except sa_exc.SQLAlchemyError as exc:
             if debug_enabled(ctx):
                 raise
