@@ -51,6 +51,7 @@ from .install import (
     invalid_link,
     parse_authorize_query,
 )
+from .seed import INSTALL_ROLES
 from .signing import shared_secret
 
 __all__ = ["SESSION_COOKIE", "routes"]
@@ -245,7 +246,7 @@ def _sample_users(request: Request) -> list[dict[str, str]]:
     found = []
     for user in seed.users:
         roles = set(user.roles.values())
-        note = next((notes[r] for r in ("super_admin", "marketplace") if r in roles),
+        note = next((notes[r] for r in INSTALL_ROLES if r in roles),
                     "may not install apps")
         found.append({"email": user.email, "password": user.password, "note": note})
     return found

@@ -62,7 +62,7 @@ from .models import (
     users,
 )
 from .ratelimit import RateWindow, count_call, counted, counts_in_statement, hit, stats_shard
-from .seed import Seed, SeedError, default_seed, load_seed, sample_contacts
+from .seed import INSTALL_ROLES, Seed, SeedError, default_seed, load_seed, sample_contacts
 from .settings import ServerSettings
 from .storage import (
     FastPathMiss,
@@ -188,9 +188,6 @@ def _hot_first(db: Connection | FastTransaction, hot: HotStatement,
     if isinstance(db, FastTransaction):
         return db.first(hot, params)
     return db.execute(hot.for_dialect(db.dialect.name), params).first()
-
-
-INSTALL_ROLES = ("super_admin", "marketplace")
 
 
 def token_digest(value: str) -> str:

@@ -48,6 +48,7 @@ from ..errors import ConfigurationError
 __all__ = [
     "DEFAULT_CLIENT_ID",
     "DEFAULT_CLIENT_SECRET",
+    "INSTALL_ROLES",
     "ROLES",
     "Seed",
     "SeedApp",
@@ -64,6 +65,7 @@ DEFAULT_CLIENT_SECRET = "7c3ce02c-0f0c-4c9f-9700-92440c9bdf2d"
 # super_admin: may install; marketplace: App Marketplace Access, may install; none: may not
 # (reference §2.5).
 ROLES = ("super_admin", "marketplace", "none")
+INSTALL_ROLES = ("super_admin", "marketplace")
 
 
 class SeedError(ConfigurationError):
