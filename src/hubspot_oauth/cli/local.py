@@ -129,9 +129,11 @@ def serve_apps(served: Sequence[_Served]) -> None:
 # -- the local HubSpot ---------------------------------------------------------------------
 
 def _sign_in_rows(seed: Any) -> tuple[tuple[str, str, str], ...]:
+    from ..server.seed import INSTALL_ROLES  # the server is loaded when there is a seed
+
     rows = []
     for user in seed.users:
-        can = [str(h) for h, role in user.roles.items() if role in ("super_admin", "marketplace")]
+        can = [str(h) for h, role in user.roles.items() if role in INSTALL_ROLES]
         cannot = [str(h) for h, role in user.roles.items() if role == "none"]
         if can:
             what = f"can install the app in {' and '.join(can)}"
