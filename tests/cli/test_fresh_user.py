@@ -240,3 +240,20 @@ def test_a_data_directory_that_cannot_be_created_is_named_with_its_setting(
     assert result.stderr.strip().splitlines() == [
         f"Error: cannot create the data directory {blocker / 'data'} "
         "(HUBSPOT_OAUTH_DATA_DIR): Not a directory"]
+
+
+@pytest.mark.parametrize("args", [["tokens", "list"], ["db", "upgrade"],
+                                  ["server", "--port", "1"]])
+def test_a_file_path_for_a_database_url_shows_the_url_to_write(
+        data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        args: list[str]) -> None:
+    """`--database-url tokens.db` (a path, the commonest slip) says the URL to write; it
+    was 'malformed database URL', which did not say what was wrong with it."""
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, [*args, "--database-url", "tokens.db"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip().splitlines() == [
+        f"Error: tokens.db is a file path, not a database URL: write "
+        f"sqlite:///{tmp_path / 'tokens.db'} (or use "
+        "postgresql+psycopg://user:password@host/dbname)"]
+    assert not (tmp_path / "tokens.db").exists()

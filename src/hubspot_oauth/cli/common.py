@@ -161,6 +161,11 @@ def check_database_url(url: str) -> None:
     try:
         parsed = sa.make_url(url)
     except sa.exc.ArgumentError:
+        if url.strip() and "://" not in url:
+            # A file path where a URL belongs (no credentials in it to hide): show the URL.
+            fail(f"{url} is a file path, not a database URL: write "
+                 f"sqlite:///{Path(url).expanduser().absolute()} (or use "
+                 "postgresql+psycopg://user:password@host/dbname)", EXIT_USAGE)
         fail(f"malformed database URL; use {SUPPORTED_DATABASES}", EXIT_USAGE)
     shown = parsed.render_as_string(hide_password=True)
     if parsed.drivername in ("sqlite", "sqlite+pysqlite"):
