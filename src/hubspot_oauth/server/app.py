@@ -29,6 +29,7 @@ from .settings import ServerSettings
 from .token_fast_path import FastPath
 from .wire import (
     CORRELATION_HEADER,
+    JSON_CONTENT_TYPE,
     NO_STORE,
     HubSpotHTTPError,
     error_response,
@@ -42,6 +43,7 @@ log = logging.getLogger("hubspot_oauth.server")
 # at most ~300 characters (reference §5) and a browser's cookies a few KB.
 MAX_HEADERS = 100
 MAX_HEADER_BYTES = 32 * 1024
+_JSON_HEADER = (b"content-type", JSON_CONTENT_TYPE.encode("latin-1"))
 
 
 class HubSpotMiddleware:
@@ -83,7 +85,7 @@ class HubSpotMiddleware:
                 f"{MAX_HEADER_BYTES} bytes in all.")
             body = json.dumps(error.body(cid)).encode()
             await send_with_id({"type": "http.response.start", "status": 431,
-                                "headers": [(b"content-type", b"application/json;charset=utf-8"),
+                                "headers": [_JSON_HEADER,
                                             (b"content-length", str(len(body)).encode())]})
             await send_with_id({"type": "http.response.body", "body": body})
             return
@@ -121,7 +123,7 @@ class HubSpotMiddleware:
                                          f"under correlation id {cid}", headers=NO_STORE)
             body = json.dumps(error.body(cid)).encode()
             await send_with_id({"type": "http.response.start", "status": error.status_code,
-                                "headers": [(b"content-type", b"application/json;charset=utf-8"),
+                                "headers": [_JSON_HEADER,
                                             (b"content-length", str(len(body)).encode()),
                                             *[(k.lower().encode(), v.encode())
                                               for k, v in error.headers.items()]]})

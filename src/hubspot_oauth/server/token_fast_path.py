@@ -36,6 +36,7 @@ from .token import MAX_PARAM, TOKEN_VERSIONS, record_client_auth, run_inline
 from .wire import (
     CORRELATION_HEADER,
     FORM_CONTENT_TYPE,
+    JSON_CONTENT_TYPE,
     NO_STORE,
     HubSpotHTTPError,
     error_response,
@@ -53,7 +54,7 @@ _CID = CORRELATION_HEADER.lower().encode("latin-1")
 # After the correlation id, the headers `wire.json_response(..., NO_STORE)` sends, in
 # Starlette's order (given headers, content-length, content-type).
 _NO_STORE = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in NO_STORE.items()]
-_JSON = (b"content-type", b"application/json;charset=utf-8")
+_JSON = (b"content-type", JSON_CONTENT_TYPE.encode("latin-1"))
 
 
 def _replay(messages: list[Message], receive: Receive) -> Receive:

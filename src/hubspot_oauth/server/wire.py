@@ -22,6 +22,7 @@ __all__ = [
     "CORRELATION_HEADER",
     "FORM_BODY_KEY",
     "FORM_CONTENT_TYPE",
+    "JSON_CONTENT_TYPE",
     "HubSpotHTTPError",
     "OAuthError",
     "correlation_id",
@@ -35,6 +36,8 @@ __all__ = [
 
 CORRELATION_HEADER = "X-HubSpot-Correlation-Id"
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+# The Content-Type of every JSON answer (routes, the token fast path, the middleware).
+JSON_CONTENT_TYPE = "application/json;charset=utf-8"
 # Where `parse_form` leaves the raw body in the ASGI scope (bounded by its `limit`).
 FORM_BODY_KEY = "hubspot.form_body"
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}  # RFC 6749 §5.1
@@ -62,7 +65,7 @@ def json_response(
     if headers:
         all_headers.update(headers)
     return Response(body, status_code=status_code, headers=all_headers,
-                    media_type="application/json;charset=utf-8")
+                    media_type=JSON_CONTENT_TYPE)
 
 
 # json.dumps with these options builds an encoder per call; one encoder, same output.
