@@ -83,11 +83,7 @@ class HubSpotMiddleware:
                 431, "VALIDATION_ERROR",
                 f"Request headers too large: at most {MAX_HEADERS} headers and "
                 f"{MAX_HEADER_BYTES} bytes in all.")
-            body = json.dumps(error.body(cid)).encode()
-            await send_with_id({"type": "http.response.start", "status": 431,
-                                "headers": [_JSON_HEADER,
-                                            (b"content-length", str(len(body)).encode())]})
-            await send_with_id({"type": "http.response.body", "body": body})
+            await _send_error(send_with_id, error, cid)
             return
         try:
             fast = self.fast_paths.get(scope["path"]) if scope["method"] == "POST" else None
@@ -121,13 +117,17 @@ class HubSpotMiddleware:
                 error = HubSpotHTTPError(500, "INTERNAL_ERROR",
                                          "internal error; the server log has the details "
                                          f"under correlation id {cid}", headers=NO_STORE)
-            body = json.dumps(error.body(cid)).encode()
-            await send_with_id({"type": "http.response.start", "status": error.status_code,
-                                "headers": [_JSON_HEADER,
-                                            (b"content-length", str(len(body)).encode()),
-                                            *[(k.lower().encode(), v.encode())
-                                              for k, v in error.headers.items()]]})
-            await send_with_id({"type": "http.response.body", "body": body})
+            await _send_error(send_with_id, error, cid)
+
+
+async def _send_error(send: Send, error: HubSpotHTTPError, cid: str) -> None:
+    """`error` in HubSpot's JSON shape, sent as plain ASGI (no Starlette request here)."""
+    body = json.dumps(error.body(cid)).encode()
+    await send({"type": "http.response.start", "status": error.status_code,
+                "headers": [_JSON_HEADER, (b"content-length", str(len(body)).encode()),
+                            *[(k.lower().encode(), v.encode())
+                              for k, v in error.headers.items()]]})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
