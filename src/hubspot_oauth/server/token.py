@@ -241,7 +241,6 @@ def _token_endpoint(version: str):  # noqa: ANN202
     async def endpoint(request: Request) -> Response:
         hubspot = request.app.state.hubspot
         grant_type = ""
-        inline_call = None
         try:
             form = await read_params(request, version)
             grant_type = form.get("grant_type", "")
@@ -266,7 +265,6 @@ def _token_endpoint(version: str):  # noqa: ANN202
                     client_id=client_id, client_secret=client_secret, code=code,
                     redirect_uri=redirect_uri, code_verifier=form.get("code_verifier") or None,
                     fault_endpoint=fault_endpoint, inline=inline)
-                inline_call = lambda fault_endpoint: call(fault_endpoint, True)  # noqa: E731
             else:
                 refresh_token = form.get("refresh_token", "")
                 if not refresh_token:
@@ -275,7 +273,7 @@ def _token_endpoint(version: str):  # noqa: ANN202
                 call = lambda fault_endpoint, inline=False: hubspot.refresh(  # noqa: E731
                     client_id=client_id, client_secret=client_secret,
                     refresh_token=refresh_token, fault_endpoint=fault_endpoint, inline=inline)
-                inline_call = lambda fault_endpoint: call(fault_endpoint, True)  # noqa: E731
+            inline_call = lambda fault_endpoint: call(fault_endpoint, True)  # noqa: E731
         except HubSpotHTTPError as exc:
             grant_type = grant_type or _grant_type_sent(request)
             await hubspot.call(hubspot.count, "token", _grant_key(grant_type), "error")
