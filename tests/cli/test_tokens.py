@@ -187,3 +187,21 @@ def test_refresh_without_credentials_is_a_usage_error(local_hubspot: LocalHubSpo
     assert "HUBSPOT_CLIENT_SECRET" in result.stderr
     # list works without credentials.
     assert CliRunner().invoke(cli, ["tokens", "list"], env=env).exit_code == 0
+
+
+def test_a_wrong_client_secret_says_which_settings_to_check(
+        local_hubspot: LocalHubSpot) -> None:
+    """HubSpot's BAD_CLIENT_SECRET names its parameter; the one line also says where the
+    CLI took the secret from, and the connection is kept as it was."""
+    store = _connect(local_hubspot, ["acme"])
+    before = store.get("acme")
+    result = CliRunner().invoke(cli, ["tokens", "refresh", "acme"],
+                                env={**local_hubspot.env(), "HUBSPOT_CLIENT_SECRET": "wrong"})
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "BAD_CLIENT_SECRET" in lines[0], lines
+    assert lines[0].endswith("; check the app's client ID and secret (--client-id/"
+                             "--client-secret or HUBSPOT_CLIENT_ID/HUBSPOT_CLIENT_SECRET)")
+    assert "wrong" not in lines[0]
+    assert store.get("acme") == before
+    assert not store.connection("acme").needs_reauthorization

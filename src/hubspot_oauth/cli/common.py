@@ -18,7 +18,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from ..client.config import ClientConfig
-from ..errors import ConfigurationError, HubSpotOAuthError
+from ..errors import ConfigurationError, HubSpotOAuthError, InvalidClientError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -221,6 +221,10 @@ def report(ctx: click.Context, message: str, exit_code: int) -> NoReturn:
 
 def describe(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
+    if isinstance(exc, InvalidClientError):
+        # HubSpot's words name the parameter, not where the CLI took it from.
+        return (f"{text}; check the app's client ID and secret (--client-id/--client-secret "
+                "or HUBSPOT_CLIENT_ID/HUBSPOT_CLIENT_SECRET)")
     if isinstance(exc, HubSpotOAuthError | OSError | ValueError):
         return text
     return f"{type(exc).__name__}: {text}"

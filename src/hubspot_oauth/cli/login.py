@@ -31,6 +31,7 @@ from .common import (
     build_config,
     client_options,
     console,
+    describe,
     emit_json,
     fail,
     json_option,
@@ -230,7 +231,7 @@ def login(no_browser: bool, timeout: int, account_id: int | None, key: str | Non
             outcome.key = store.save(token, key=key, describe=False)
             outcome.token = token
         except HubSpotOAuthError as exc:
-            outcome.error = f"{step} failed: {exc}. Nothing was stored"
+            outcome.error = f"{step} failed: {describe(exc)}. Nothing was stored"
             return 502, "Not connected", outcome.error + "."
         return (200, "Connected",
                 f"HubSpot account {token.hub_id} is connected. You can close this tab and go "
