@@ -26,6 +26,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .hubspot import TokenGrant, expired_ago, utc_iso
+from .metadata import MAX_TOKEN
 from .models import contacts, portals
 from .ratelimit import count_call
 from .storage import FastPathMiss, FastTransaction, HotStatement
@@ -45,7 +46,6 @@ READ_SCOPES = ("crm.objects.contacts.read", "contacts")
 WRITE_SCOPES = ("crm.objects.contacts.write", "contacts")
 DEFAULT_PROPERTIES = ("firstname", "lastname", "email")
 ALWAYS_PROPERTIES = ("createdate", "lastmodifieddate", "hs_object_id")
-MAX_TOKEN = 1024
 SCOPES_LINK = "https://developers.hubspot.com/scopes"
 
 

@@ -31,6 +31,8 @@ __all__ = ["routes"]
 
 INTROSPECT_VERSIONS = ("v3", "2026-03", "2026-09")
 TOKEN_HINTS = ("access_token", "refresh_token")
+# The longest token taken anywhere (a path, a form, a bearer header; api.py too): HubSpot
+# advises allowing up to 300 characters (reference §5).
 MAX_TOKEN = 1024
 
 
