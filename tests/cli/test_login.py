@@ -396,3 +396,23 @@ def test_with_account_details_of_earlier_versions_still_works(local_hubspot) -> 
     assert with_account_details(client, token) is token
     assert with_account_details(client, token).user == "admin@example.com"
     assert local_hubspot.hubspot.stats()["introspect"] == {"ok": 1, "error": 1}
+
+
+def test_login_with_a_wrong_secret_says_which_settings_to_check(
+        local_hubspot: LocalHubSpot, monkeypatch) -> None:
+    """The install works (authorize needs no secret); the exchange is refused: one line in
+    the terminal and the page, naming HubSpot's error and where the secret came from."""
+    browser = FakeBrowser()
+    monkeypatch.setattr("hubspot_oauth.cli.login.webbrowser.open", browser.open)
+    result = CliRunner().invoke(cli, ["login", "--timeout", "30"],
+                                env={**local_hubspot.env(), "HUBSPOT_CLIENT_SECRET": "wrong"})
+    browser.join()
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error: the code exchange failed: HTTP 400 BAD_CLIENT_SECRET")
+    assert "(--client-id/--client-secret or HUBSPOT_CLIENT_ID/HUBSPOT_CLIENT_SECRET)" \
+        in lines[0]
+    assert lines[0].endswith("Nothing was stored")
+    assert "HUBSPOT_CLIENT_SECRET" in browser.responses[0].text
+    assert TokenStore(local_hubspot.tokens_url).connections() == []
