@@ -351,3 +351,22 @@ def test_uninstalled_connection_error_page_offers_disconnect(qs: TestClient, set
     assert refused.status_code == 409 and "must be installed again" in refused.text
     assert 'action="/disconnect"' in refused.text
     assert 'name="key" value="1234567"' in refused.text
+
+
+def test_a_wrong_client_secret_names_the_credentials_not_the_code(setup: Setup) -> None:
+    """A wrong secret surfaces at the first exchange: the page blames the app's credentials
+    and names the settings (it said "HubSpot refused the authorization code")."""
+    import dataclasses
+
+    from hubspot_oauth.quickstart import create_app
+
+    config = dataclasses.replace(setup.config, client_secret="wrong")
+    with TestClient(create_app(config), follow_redirects=False) as qs:
+        page = qs.get(start_install(qs))
+    assert page.status_code == 502
+    assert "HubSpot refused the app&#39;s credentials" in page.text \
+        or "HubSpot refused the app's credentials" in page.text
+    assert "check HUBSPOT_CLIENT_ID and HUBSPOT_CLIENT_SECRET" in page.text
+    assert "BAD_CLIENT_SECRET" in page.text and "Nothing was stored" in page.text
+    assert "refused the authorization code" not in page.text
+    assert _connections(setup) == []

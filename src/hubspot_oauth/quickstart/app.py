@@ -47,6 +47,7 @@ from hubspot_oauth import (
     Connection,
     HubSpotAPIError,
     HubSpotOAuthError,
+    InvalidClientError,
     MissingScopesError,
     NetworkError,
     OAuthClient,
@@ -296,6 +297,18 @@ def create_app(
                 request,
                 f"{options.hubspot_name} could not be reached",
                 "The authorization code could not be exchanged for tokens. Nothing was stored.",
+                status_code=502,
+                detail=str(exc),
+            )
+        except InvalidClientError as exc:
+            # The code is fine: the app's credentials are not (a wrong secret is found here,
+            # at the first exchange, since authorize needs none).
+            return error_page(
+                request,
+                "HubSpot refused the app's credentials",
+                "The client ID or secret is wrong: check HUBSPOT_CLIENT_ID and "
+                "HUBSPOT_CLIENT_SECRET (or CLIENT_ID and CLIENT_SECRET), restart the "
+                "quickstart and install again. Nothing was stored.",
                 status_code=502,
                 detail=str(exc),
             )
