@@ -25,7 +25,7 @@ __all__ = [
 ]
 
 _HUBLET_TOKEN = re.compile(
-    r"^[a-z]{2,3}\d-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+    r"[a-z]{2,3}\d-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 )
 
 
@@ -60,7 +60,7 @@ def looks_like_access_token(value: str) -> bool:
 
 def looks_like_hublet_token(value: str) -> bool:
     """True for strings shaped like a refresh token or code (``na1-xxxx-…``)."""
-    return bool(_HUBLET_TOKEN.match(value))
+    return bool(_HUBLET_TOKEN.fullmatch(value))  # not `$`: it allows a final newline
 
 
 def mask(secret: str | None) -> str:

@@ -160,6 +160,12 @@ MISMATCH = (
             f"{CONTACT}",
         ),
         (
+            authorize_path(code_challenge="a" * 43 + "\n", code_challenge_method="S256"),
+            "invalid_pkce",
+            "Authorization failed because the install URL's PKCE parameters are invalid. "
+            f"{CONTACT}",
+        ),
+        (
             authorize_path() + "&client_id=" + CLIENT_ID,
             "invalid_parameter",
             "Authorization failed because the install URL repeats the parameter 'client_id'. "
@@ -182,6 +188,7 @@ MISMATCH = (
         "c8-mismatch",
         "unconfigured-optional",
         "bad-pkce-method",
+        "pkce-challenge-trailing-newline",
         "duplicate-parameter",
         "non-utf8",
     ],

@@ -200,6 +200,8 @@ def test_missing_scope_parameter() -> None:
         ("a" * 42, "S256", False),
         ("a" * 129, "S256", False),
         ("a" * 42 + "=", "S256", False),
+        ("a" * 43 + "\n", "S256", False),  # `$` with `match` let a final newline through
+        ("a" * 43 + "\n", "plain", False),
         (None, "S256", False),
     ],
 )
@@ -355,3 +357,19 @@ def test_scopes_described_in_words() -> None:
     assert describe_scope("automation").group == "Automation"
     assert describe_scope("crm.schemas.deals.read").text == "View the property settings of deals"
     assert describe_scope("made.up").text == "made.up"
+
+
+def test_validators_refuse_a_trailing_newline() -> None:
+    # Each shape check is a `fullmatch`: ``value + "\n"`` is refused like any other bad value.
+    from hubspot_oauth.tokens import looks_like_hublet_token, new_refresh_token
+
+    verifier = "a" * 43
+    assert code_challenge_matches(verifier, verifier, "plain")
+    assert not code_challenge_matches(verifier + "\n", verifier + "\n", "plain")
+    assert not code_challenge_matches(verifier + "\n", verifier + "\n", None)
+    assert describe_scope("crm.objects.contacts.read").group == "CRM"
+    newline = describe_scope("crm.objects.contacts.read\n")
+    assert (newline.group, newline.text) == ("Other", "crm.objects.contacts.read\n")
+    token = new_refresh_token()
+    assert looks_like_hublet_token(token)
+    assert not looks_like_hublet_token(token + "\n")

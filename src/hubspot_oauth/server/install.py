@@ -67,7 +67,8 @@ AUTHORIZE_PARAMETERS = (
 )
 PKCE_METHODS = ("S256", "plain")
 # RFC 7636 §4.2: 43-128 characters of the unreserved set.
-_CODE_CHALLENGE = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
+# Always `fullmatch`: `$` with `match` also accepts a trailing newline.
+_CODE_CHALLENGE = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
 # A bound on every parameter: a state of a few KiB is already unusual (UNCONFIRMED at
 # HubSpot, which documents no limit).
 MAX_PARAMETER_LENGTH = 4096
@@ -433,7 +434,7 @@ def _check_pkce(request: AuthorizeRequest) -> None:
         raise _pkce_error(
             f"code_challenge_method '{method}' is not supported; use S256 (or plain)."
         )
-    if not _CODE_CHALLENGE.match(request.code_challenge):
+    if not _CODE_CHALLENGE.fullmatch(request.code_challenge):
         raise _pkce_error(
             "code_challenge must be 43 to 128 characters of A-Z a-z 0-9 - . _ ~ "
             "(RFC 7636 §4.2)."
@@ -552,7 +553,7 @@ def code_challenge_matches(verifier: str, challenge: str, method: str | None) ->
     Constant-time comparison. A verifier that is not 43-128 unreserved characters never
     matches (RFC 7636 §4.1).
     """
-    if not _CODE_CHALLENGE.match(verifier):
+    if not _CODE_CHALLENGE.fullmatch(verifier):
         return False
     if method == "S256":
         digest = hashlib.sha256(verifier.encode("ascii")).digest()
@@ -597,7 +598,7 @@ _SCOPE_TEXT: dict[str, tuple[str, str]] = {
     "crm.import": ("CRM", "Import records into the CRM"),
     "crm.export": ("CRM", "Export records from the CRM"),
 }
-_CRM_RULE = re.compile(r"^crm\.(objects|schemas|lists)\.(?:([a-z_]+)\.)?(read|write)$")
+_CRM_RULE = re.compile(r"crm\.(objects|schemas|lists)\.(?:([a-z_]+)\.)?(read|write)")
 
 
 def describe_scope(scope: str) -> ScopeDescription:
@@ -610,7 +611,7 @@ def describe_scope(scope: str) -> ScopeDescription:
     if scope in _SCOPE_TEXT:
         group, text = _SCOPE_TEXT[scope]
         return ScopeDescription(scope, group, text)
-    match = _CRM_RULE.match(scope)
+    match = _CRM_RULE.fullmatch(scope)
     if match:
         kind, object_type, access = match.groups()
         noun = (object_type or "").replace("_", " ")
