@@ -267,3 +267,64 @@ def test_refresh_racing_a_revoke_leaves_no_live_access_token(servers) -> None:
             isinstance(result, OAuthError) and result.status == "BAD_REFRESH_TOKEN"), result
     for access in issued:
         assert first.introspect(**CLIENT, token=access) == {"active": False}
+
+
+@pytest.mark.parametrize("when", ["before-connecting", "while-checkpointing"])
+def test_close_waits_for_the_wal_checkpoint_thread(tmp_path, monkeypatch, when: str) -> None:
+    # A checkpoint thread must not open a connection once LocalHubSpot.close() has
+    # returned (the engine is disposed then): close skips one not yet connected and
+    # joins a running one.
+    import threading
+    import time
+
+    app = create_app(ServerSettings(database_url=f"sqlite:///{tmp_path / 'wal.db'}"))
+    hubspot = app.state.hubspot
+    inline = hubspot._inline
+    monkeypatch.setattr(inline, "CHECKPOINT_EVERY", 1)
+    go, connecting, closed = threading.Event(), threading.Event(), threading.Event()
+    checkouts_after_close: list[bool] = []
+
+    @sa.event.listens_for(hubspot.engine, "checkout")
+    def _checkout(*_args: object) -> None:
+        if threading.current_thread().name == "hubspot-oauth-wal-checkpoint":
+            checkouts_after_close.append(closed.is_set())
+            connecting.set()
+            if when == "while-checkpointing":
+                assert go.wait(30)
+
+    original = inline._checkpoint
+
+    def held_checkpoint(engine: sa.Engine) -> None:
+        if when == "before-connecting":
+            assert go.wait(30)
+        original(engine)
+
+    monkeypatch.setattr(inline, "_checkpoint", held_checkpoint)
+    before = set(threading.enumerate())
+    with inline.transaction(hubspot.engine):
+        pass  # an inline commit: with CHECKPOINT_EVERY=1 it starts the worker thread
+    (worker,) = [t for t in set(threading.enumerate()) - before
+                 if t.name == "hubspot-oauth-wal-checkpoint"]
+    if when == "while-checkpointing":
+        assert connecting.wait(30)  # the worker holds a pooled connection
+    alive_after_close: list[bool] = []
+
+    def close() -> None:
+        hubspot.close()
+        alive_after_close.append(worker.is_alive())
+        closed.set()
+
+    closer = threading.Thread(target=close)
+    closer.start()
+    deadline = time.monotonic() + 30
+    # Let the worker go once close() is under way (it marked itself closed) or done.
+    while not (getattr(inline, "_closed", False) or closed.is_set()):
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    go.set()
+    closer.join(30)
+    worker.join(30)
+    assert alive_after_close == [False]  # close() returned only after the worker ended
+    assert True not in checkouts_after_close  # no connection opened after close()
+    if when == "before-connecting":
+        assert checkouts_after_close == []  # it skipped: nothing to checkpoint any more

@@ -402,6 +402,7 @@ class InlineConnection:
     CHECKPOINT_EVERY = 200  # commits of a few pages each: about SQLite's 1000-page default
     RESTART_FRAMES = 16_384  # WAL pages (64 MB at 4 KiB): about 2,600 refreshes
     RESTART_WAIT_MS = 100  # the RESTART's busy timeout: at most this long for other users
+    CLOSE_WAIT = 5.0  # seconds `close` waits for a running checkpoint thread
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -409,6 +410,10 @@ class InlineConnection:
         self._broken = False
         self._commits = 0
         self._checkpointing = False
+        # Guards starting the checkpoint thread against `close`, so close sees every thread.
+        self._checkpoint_lock = threading.Lock()
+        self._checkpointer: threading.Thread | None = None
+        self._closed = False
         self.raw: Any = None
 
     def transaction(self, engine: Engine) -> FastTransaction:
@@ -439,18 +444,27 @@ class InlineConnection:
         raw.dbapi_connection.execute("PRAGMA busy_timeout=0")
         raw.dbapi_connection.execute("PRAGMA wal_autocheckpoint=0")
         self.raw, self._engine = raw, engine
+        with self._checkpoint_lock:
+            self._closed = False  # in use again after a `close`
 
     def committed(self) -> None:
         """Count a commit; start a checkpoint in a worker thread every so often."""
         self._commits += 1
         if self._commits >= self.CHECKPOINT_EVERY and not self._checkpointing:
-            self._commits = 0
-            self._checkpointing = True
-            threading.Thread(target=self._checkpoint, args=(self._engine,), daemon=True,
-                             name="hubspot-oauth-wal-checkpoint").start()
+            with self._checkpoint_lock:
+                if self._closed:
+                    return
+                self._commits = 0
+                self._checkpointing = True
+                self._checkpointer = threading.Thread(
+                    target=self._checkpoint, args=(self._engine,), daemon=True,
+                    name="hubspot-oauth-wal-checkpoint")
+                self._checkpointer.start()
 
     def _checkpoint(self, engine: Engine) -> None:
         try:
+            if self._closed:  # `close` came first: open nothing on an engine being disposed
+                return
             raw = engine.raw_connection()
             try:
                 db = raw.dbapi_connection
@@ -487,7 +501,15 @@ class InlineConnection:
         self._lock.release()
 
     def close(self) -> None:
-        """Close the connection (the next transaction opens a new one)."""
+        """Close the connection (the next transaction opens a new one). A checkpoint
+        thread not yet started on its connection skips; a running one is waited for, at
+        most `CLOSE_WAIT` seconds, so none opens a connection after the engine is
+        disposed."""
+        with self._checkpoint_lock:
+            self._closed = True
+            thread, self._checkpointer = self._checkpointer, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(self.CLOSE_WAIT)
         with self._lock:
             self._discard()
 
