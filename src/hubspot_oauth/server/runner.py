@@ -86,11 +86,13 @@ class ServerThread:
                                          kwargs={"sockets": [self._socket]},
                                          name=f"local-hubspot-{self.port}", daemon=True)
         self._thread.start()
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60  # a loaded machine (CI) may take a while
         while not self._server.started:
             if not self._thread.is_alive() or time.monotonic() > deadline:
+                why = ("did not start within 60 s" if self._thread.is_alive()
+                       else "stopped while starting")
                 self.stop()
-                raise PortInUseError(f"the server on {self.base_url} did not start")
+                raise PortInUseError(f"the server on {self.base_url} {why}")
             time.sleep(0.01)
         return self
 
