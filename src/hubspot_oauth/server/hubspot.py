@@ -71,6 +71,8 @@ from .storage import (
     InlineConnection,
     check_schema,
     current_revision,
+    execute_hot,
+    first_hot,
     make_engine,
     read,
     upgrade,
@@ -170,24 +172,6 @@ _HOT_STATE_AND_CODE = HotStatement(
 _HOT_INSERT_RT = HotStatement(sa.insert(refresh_tokens).values(
     {c.name: sa.bindparam(c.name) for c in refresh_tokens.c if c.name != "id"})
     .returning(refresh_tokens.c.id))
-
-
-def _hot_execute(db: Connection | FastTransaction, hot: HotStatement,
-                 params: dict[str, Any]) -> Any:
-    """Run `hot` on a hot path's `FastTransaction` (returns its cursor) or on a
-    `Connection` (returns the result): both have `rowcount`."""
-    if isinstance(db, FastTransaction):
-        return db.execute(hot, params)
-    return db.execute(hot.for_dialect(db.dialect.name), params)
-
-
-def _hot_first(db: Connection | FastTransaction, hot: HotStatement,
-               params: dict[str, Any]) -> Any:
-    """The first row of `hot` (attribute access), on a `FastTransaction` or a
-    `Connection`."""
-    if isinstance(db, FastTransaction):
-        return db.first(hot, params)
-    return db.execute(hot.for_dialect(db.dialect.name), params).first()
 
 
 def token_digest(value: str) -> str:
@@ -754,7 +738,7 @@ class LocalHubSpot:
 
         def body(conn: Connection, now: float) -> dict[str, Any]:
             app = self._client(client_id, client_secret)
-            row = _hot_first(conn, _HOT_SELECT_CODE, {"digest": digest})
+            row = first_hot(conn, _HOT_SELECT_CODE, {"digest": digest})
             if row is None:
                 raise OAuthError("invalid_grant", "BAD_AUTH_CODE", "missing or unknown auth code")
             if row.app_id != app.app_id:
@@ -821,7 +805,7 @@ class LocalHubSpot:
                       now: float) -> bool:
         """Mark the code used by token family `family`; False when another request
         already did (the conditional UPDATE that makes codes single-use)."""
-        return _hot_execute(db, _HOT_CONSUME_CODE,
+        return execute_hot(db, _HOT_CONSUME_CODE,
                             {"code_id": code_id, "now": now, "family": family}).rowcount == 1
 
     def _issue_for_code(self, db: Connection | FastTransaction, row: Any, family: str,
@@ -830,7 +814,7 @@ class LocalHubSpot:
         the token payload."""
         scopes = list(row.scopes)
         refresh = new_refresh_token(self._hublet(row.hub_id))
-        rt_id = _hot_first(db, _HOT_INSERT_RT, {
+        rt_id = first_hot(db, _HOT_INSERT_RT, {
             "token_digest": token_digest(refresh), "family_id": family, "app_id": row.app_id,
             "hub_id": row.hub_id, "user_id": row.user_id, "scopes": scopes,
             "created_at": now, "retired_at": None, "revoked_at": None,
@@ -862,7 +846,7 @@ class LocalHubSpot:
         """Store a new access token of token family `family`; returns the token. `hot`:
         the INSERT to run (`_HOT_INSERT_AT_COUNTED` also counts a refresh)."""
         access = new_access_token()
-        _hot_execute(db, hot, {
+        execute_hot(db, hot, {
             "token_digest": token_digest(access), "family_id": family,
             "refresh_token_id": rt_id, "app_id": app_id, "hub_id": hub_id, "user_id": user_id,
             "scopes": scopes, "issued_at": now,

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from .models import rate_windows, stats
-from .storage import FastTransaction, HotStatement
+from .storage import FastTransaction, HotStatement, execute_hot, first_hot
 
 __all__ = ["STATS_SHARDS", "RateWindow", "count_call", "counted", "counts_in_statement", "hit",
            "stats_shard"]
@@ -122,10 +122,7 @@ def hit(conn: Connection | FastTransaction, app_id: int, hub_id: int, now: float
     now_ms = int(now * 1000)
     start = now_ms - now_ms % interval_ms
     params = {"app_id": app_id, "hub_id": hub_id, "start": start}
-    if isinstance(conn, FastTransaction):
-        count = conn.first(HIT, params).count
-    else:
-        count = conn.execute(HIT.for_dialect(conn.dialect.name), params).scalar_one()
+    count = first_hot(conn, HIT, params).count
     return _window(count, now_ms, start, limit, interval_ms)
 
 
@@ -162,7 +159,4 @@ def count_call(conn: Connection | FastTransaction, endpoint: str, grant_type: st
     `stats_shard()`); `LocalHubSpot.stats` sums the shards."""
     params = {"endpoint": endpoint, "grant_type": grant_type, "outcome": outcome,
               "shard": stats_shard() if shard is None else shard}
-    if isinstance(conn, FastTransaction):
-        conn.execute(COUNT, params)
-    else:
-        conn.execute(COUNT.for_dialect(conn.dialect.name), params)
+    execute_hot(conn, COUNT, params)

@@ -54,6 +54,8 @@ __all__ = [
     "HotStatement",
     "InlineConnection",
     "current_revision",
+    "execute_hot",
+    "first_hot",
     "make_engine",
     "read",
     "upgrade",
@@ -372,6 +374,24 @@ class FastTransaction:
         except self._dbapi_error as exc:
             raise self._wrap(exc, None) from exc
         return [self._row(hot, raw) for raw in raws]
+
+
+def execute_hot(db: Connection | FastTransaction, hot: HotStatement,
+                params: Mapping[str, Any]) -> Any:
+    """Run `hot` on a hot path's `FastTransaction` (returns its cursor) or on a
+    `Connection` (returns the result): both have `rowcount`."""
+    if isinstance(db, FastTransaction):
+        return db.execute(hot, params)
+    return db.execute(hot.for_dialect(db.dialect.name), params)
+
+
+def first_hot(db: Connection | FastTransaction, hot: HotStatement,
+              params: Mapping[str, Any]) -> Any:
+    """The first row of `hot` (attribute access) or None, on a `FastTransaction` or a
+    `Connection`."""
+    if isinstance(db, FastTransaction):
+        return db.first(hot, params)
+    return db.execute(hot.for_dialect(db.dialect.name), params).first()
 
 
 _SQLITE_BUSY = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED
