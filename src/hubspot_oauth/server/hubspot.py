@@ -154,9 +154,10 @@ _HOT_STATE_AND_AT = counted(
 _STATS_KEY = (stats.c.endpoint, stats.c.grant_type, stats.c.outcome)
 _STATS_TOTALS = sa.select(*_STATS_KEY, sa.func.sum(stats.c.count).label("count")).group_by(
     *_STATS_KEY)
-# The code exchange's statements, shared by its fast and general paths. The code row is
-# read FOR UPDATE (PostgreSQL; SQLite's BEGIN IMMEDIATE already serializes), and
-# consumed by a conditional UPDATE: the single-use guarantee, across processes.
+# The code exchange's statements. The code row is read FOR UPDATE (PostgreSQL; SQLite's
+# BEGIN IMMEDIATE already serializes): by the general path with _HOT_SELECT_CODE, by the
+# fast path with _HOT_STATE_AND_CODE below. Both consume it by the same conditional
+# UPDATE (the single-use guarantee, across processes) and insert with _HOT_INSERT_RT.
 _ac = authorization_codes
 _HOT_SELECT_CODE = HotStatement(
     sa.select(_ac).where(_ac.c.token_digest == sa.bindparam("digest")).with_for_update())
