@@ -443,17 +443,19 @@ async def login(request: Request) -> Response:
         )
         return response
 
-    verdict = guard.check(*keys)
-    if not verdict.allowed:
+    attempt = await guard.enter(*keys)  # counts passwords in flight (bruteforce.py)
+    if not attempt.allowed:
+        verdict = attempt.verdict
         response = render(locked_message(verdict.retry_after), 429)
         response.headers["Retry-After"] = verdict.retry_after_header
         return response
-    # argon2 verification; an unknown e-mail costs the same as a wrong password.
-    user = await run_in_threadpool(_hubspot(request).authenticate_user, email, password)
-    if user is None:
-        guard.failure(*keys)
-        return render(LOGIN_FAILED, 200)
-    guard.success(*keys)
+    with attempt:  # released whatever happens (a database error, a cancelled request)
+        # argon2 verification; an unknown e-mail costs the same as a wrong password.
+        user = await run_in_threadpool(_hubspot(request).authenticate_user, email, password)
+        if user is None:
+            attempt.failure()
+            return render(LOGIN_FAILED, 200)
+        attempt.success()
     session.user_id = int(user.user_id)
     session.email = user.email
     response = _protect(RedirectResponse(_continue(request, areq, None), status_code=303))

@@ -24,13 +24,23 @@ nothing; failure number ``free_failures + n`` (n ≥ 0) locks the key for
 password was right nor cost a password hash. A success clears the keys it names. An
 unknown e-mail is counted exactly like a known one, so the lockout itself reveals nothing.
 
+Attempts in flight count: the credential check runs on a worker thread, and guesses sent
+at once would otherwise all pass the check before the first failure is recorded (200
+concurrent wrong secrets all got through). `BruteForceGuard.enter` reserves the attempt
+(pending) until its outcome settles it; an attempt that would go ahead while the pending
+ones, should they all fail, lock a key waits for them to settle first, then is judged
+like a sequential one (429 once they failed; it goes ahead once they succeeded, so a
+legitimate client's concurrent calls are only queued, never refused). So the guesses in
+flight per key are at most what sequential guesses could make before the lockout.
+
 Usage::
 
     guard = BruteForceGuard()
-    verdict = guard.check(*keys)             # before looking at the credentials
-    if not verdict.allowed: answer 429 with Retry-After: verdict.retry_after_header
-    ...
-    guard.failure(*keys) or guard.success(*keys)
+    attempt = await guard.enter(*keys)       # before looking at the credentials
+    if not attempt.allowed: answer 429 with Retry-After: attempt.verdict.retry_after_header
+    with attempt:                            # releases the reservation in any case
+        ...
+        attempt.failure() or attempt.success()
 
 The clock is `time.monotonic` seconds unless another is injected (tests inject one).
 Password checks themselves (argon2, a dummy hash for unknown e-mails so both cost the
@@ -39,6 +49,8 @@ same) are `hubspot.verify_password`'s.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import math
@@ -52,6 +64,7 @@ __all__ = [
     "DEFAULT_LOGIN_POLICY",
     "DEFAULT_TOKEN_POLICY",
     "LOCKED_LOGIN_MESSAGE",
+    "Attempt",
     "AttemptRecord",
     "AttemptStore",
     "BruteForceGuard",
@@ -191,6 +204,51 @@ class Verdict:
         return str(max(1, math.ceil(self.retry_after)))
 
 
+class Attempt:
+    """One attempt admitted (or refused) by `BruteForceGuard.enter`/`try_enter`.
+
+    `allowed` False: answer 429 with `verdict` (`busy` True when it was refused only
+    because attempts in flight could lock a key: `try_enter`'s answer, or `enter`'s after
+    waiting `BruteForceGuard.max_wait` seconds). An allowed attempt holds a reservation
+    on its keys until `success`, `failure` or `release` (idempotent; also on leaving a
+    ``with`` block, so an exception or a cancellation never leaks it)."""
+
+    __slots__ = ("_held", "busy", "guard", "keys", "verdict")
+
+    def __init__(self, guard: BruteForceGuard, keys: tuple[str, ...], verdict: Verdict,
+                 *, held: bool = False, busy: bool = False) -> None:
+        self.guard, self.keys, self.verdict = guard, keys, verdict
+        self._held, self.busy = held, busy
+
+    @property
+    def allowed(self) -> bool:
+        return self.verdict.allowed
+
+    def success(self) -> None:
+        """The credentials were right: clear the keys' failures, release the reservation."""
+        self.guard._settle(self.keys, success=True, held=self._take())
+
+    def failure(self) -> Verdict:
+        """The credentials were wrong: count a failure, release the reservation; returns
+        the verdict for the next attempt."""
+        return self.guard._settle(self.keys, success=False, held=self._take())
+
+    def release(self) -> None:
+        """Neither outcome (another error, a crash, a cancelled request): just release."""
+        if self._take():
+            self.guard._release(self.keys)
+
+    def _take(self) -> bool:
+        held, self._held = self._held, False
+        return held
+
+    def __enter__(self) -> Attempt:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
 class BruteForceGuard:
     """Counts failures per key and locks keys out with exponential backoff.
 
@@ -201,6 +259,7 @@ class BruteForceGuard:
     * `store` - *(optional)* an `AttemptStore`; default a `MemoryAttemptStore`.
     * `clock` - *(optional)* seconds, monotonic; default `time.monotonic`.
     * `enabled` - False turns every check into "allowed" (for tests that flood on purpose).
+    * `max_wait` - seconds `enter` waits for attempts in flight before answering 429.
     """
 
     def __init__(
@@ -211,19 +270,130 @@ class BruteForceGuard:
         store: AttemptStore | None = None,
         clock: Callable[[], float] = time.monotonic,
         enabled: bool = True,
+        max_wait: float = 10.0,
     ) -> None:
         self.policy = policy or Policy()
         self.policies = dict(policies or {})
         self.store: AttemptStore = store if store is not None else MemoryAttemptStore()
         self.clock = clock
         self.enabled = enabled
+        self.max_wait = max_wait
+        # Attempts in flight per key, and the coroutines waiting for one to settle. Both
+        # per process, like the default store; one lock makes judge-and-reserve atomic.
+        self._lock = threading.Lock()
+        self._pending: dict[str, int] = {}
+        self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = set()
 
     def policy_for(self, key: str) -> Policy:
         """The policy of `key`: by its prefix, else the default."""
         return self.policies.get(key.split(":", 1)[0], self.policy)
 
+    def pending(self, key: str) -> int:
+        """Attempts in flight for `key` (admitted by `enter`, not yet settled)."""
+        with self._lock:
+            return self._pending.get(key, 0)
+
+    @property
+    def waiting(self) -> int:
+        """Attempts `enter` holds back until attempts in flight settle."""
+        with self._lock:
+            return len(self._waiters)
+
+    def try_enter(self, *keys: str) -> Attempt:
+        """`enter` without waiting: `Attempt.busy` when it would have waited."""
+        if not self.enabled:
+            return Attempt(self, keys, Verdict(True))
+        with self._lock:
+            return self._judge(keys)
+
+    async def enter(self, *keys: str) -> Attempt:
+        """Admit an attempt for these keys (see the module docstring): allowed, holding a
+        reservation to settle; or refused (locked, or attempts in flight still unsettled
+        after `max_wait` seconds). Waits on the running asyncio loop; cancellation-safe."""
+        if not self.enabled:
+            return Attempt(self, keys, Verdict(True))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.max_wait
+        while True:
+            with self._lock:
+                attempt = self._judge(keys)
+                if not attempt.busy:
+                    return attempt
+                waiter = (loop, loop.create_future())
+                self._waiters.add(waiter)
+            try:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return attempt  # refused: the attempts in flight never settled
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(waiter[1], remaining)
+            finally:
+                with self._lock:
+                    self._waiters.discard(waiter)
+
+    def _judge(self, keys: tuple[str, ...]) -> Attempt:
+        # Caller holds self._lock. A sequential attempt (nothing pending) is judged as
+        # `check` judges it; with attempts pending it waits when they, all failing,
+        # would lock a key.
+        now = self.clock()
+        wait = busy = 0.0
+        for key in keys:
+            record = self.store.load(key)
+            if record is not None and record.locked_until > now:
+                wait = max(wait, record.locked_until - now)
+                continue
+            pending = self._pending.get(key, 0)
+            if pending:
+                policy = self.policy_for(key)
+                failures = 0
+                if record is not None and now - record.last_failure <= policy.window:
+                    failures = record.failures
+                busy = max(busy, policy.lockout(failures + pending))
+        if wait > 0:
+            return Attempt(self, keys, Verdict(False, wait))
+        if busy > 0:
+            return Attempt(self, keys, Verdict(False, busy), busy=True)
+        for key in keys:
+            self._pending[key] = self._pending.get(key, 0) + 1
+        return Attempt(self, keys, Verdict(True), held=True)
+
+    def _settle(self, keys: tuple[str, ...], *, success: bool, held: bool) -> Verdict:
+        # Record the outcome and release the reservation at once, so no attempt is
+        # judged between the two.
+        with self._lock:
+            if success:
+                self.success(*keys)
+                verdict = Verdict(True)
+            else:
+                verdict = self.failure(*keys)
+            if held:
+                self._unreserve(keys)
+        return verdict
+
+    def _release(self, keys: tuple[str, ...]) -> None:
+        with self._lock:
+            self._unreserve(keys)
+
+    def _unreserve(self, keys: tuple[str, ...]) -> None:
+        # Caller holds self._lock.
+        for key in keys:
+            left = self._pending.get(key, 0) - 1
+            if left > 0:
+                self._pending[key] = left
+            else:
+                self._pending.pop(key, None)
+        self._wake()
+
+    def _wake(self) -> None:
+        # Caller holds self._lock. Every waiter judges again (a few dict reads each).
+        waiters, self._waiters = self._waiters, set()
+        for loop, future in waiters:
+            with contextlib.suppress(RuntimeError):  # its loop has closed
+                loop.call_soon_threadsafe(_resolve, future)
+
     def check(self, *keys: str) -> Verdict:
-        """Whether an attempt for these keys may go ahead now. Records nothing."""
+        """Whether an attempt for these keys may go ahead now, ignoring attempts in flight
+        (`enter` counts those). Records nothing."""
         if not self.enabled:
             return Verdict(True)
         now = self.clock()
@@ -259,10 +429,17 @@ class BruteForceGuard:
             self.store.clear(key)
 
     def reset(self) -> None:
-        """Forget everything (the control API's reset)."""
+        """Forget everything (the control API's reset); attempts in flight still settle."""
         clear_all = getattr(self.store, "clear_all", None)
         if clear_all is not None:
             clear_all()
+        with self._lock:
+            self._wake()
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _digest(value: str) -> str:

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from .bruteforce import BruteForceGuard, Verdict, guard_for, token_keys
+from .bruteforce import Attempt, BruteForceGuard, Verdict, guard_for, token_keys
 from .faults import Fault
 from .hubspot import FaultPending
 from .storage import FastPathBusy, FastPathMiss
@@ -123,6 +123,17 @@ def record_client_auth(guard: BruteForceGuard, keys: tuple[str, ...],
         guard.failure(*keys)
 
 
+def settle_client_auth(attempt: Attempt, error: HubSpotHTTPError | None) -> None:
+    """`record_client_auth` for an attempt admitted by `BruteForceGuard.enter`: count a
+    failed client authentication, clear on success, and release its reservation."""
+    if error is None:
+        attempt.success()
+    elif getattr(error, "error", None) == "invalid_client":
+        attempt.failure()
+    else:
+        attempt.release()
+
+
 async def take_fault(request: Request, endpoint: str) -> Fault | None:
     """The next queued fault of `endpoint`, after waiting its delay; None when none."""
     fault = await request.app.state.hubspot.call(request.app.state.hubspot.faults.take, endpoint)
@@ -187,18 +198,20 @@ async def guarded_run(request: Request, client_id: str, endpoint: str, grant_typ
     are looked at, and each outcome is recorded with the guard. Returns the call's result
     or a `Response` to send."""
     guard, keys = client_guard(request, client_id)
-    verdict = guard.check(*keys)
-    if not verdict.allowed:
+    attempt = await guard.enter(*keys)  # counts attempts in flight (bruteforce.py)
+    if not attempt.allowed:
         hubspot = request.app.state.hubspot
         await hubspot.call(hubspot.count, endpoint, grant_type, "error")
-        return locked_response(request, verdict)
-    try:
-        result = await run_with_faults(request, endpoint, call, (endpoint, grant_type), inline)
-    except HubSpotHTTPError as exc:
-        record_client_auth(guard, keys, exc)
-        return error_response(request, exc)
-    if not isinstance(result, Response):
-        record_client_auth(guard, keys, None)
+        return locked_response(request, attempt.verdict)
+    with attempt:  # released whatever happens (a database error, a cancelled request)
+        try:
+            result = await run_with_faults(request, endpoint, call, (endpoint, grant_type),
+                                           inline)
+        except HubSpotHTTPError as exc:
+            settle_client_auth(attempt, exc)
+            return error_response(request, exc)
+        if not isinstance(result, Response):
+            settle_client_auth(attempt, None)
     return result
 
 

@@ -32,7 +32,7 @@ from .bruteforce import guard_for, token_keys
 from .hubspot import FaultPending
 from .metadata import INTROSPECT_VERSIONS, token_param
 from .storage import FastPathMiss
-from .token import MAX_PARAM, TOKEN_VERSIONS, record_client_auth, run_inline
+from .token import MAX_PARAM, TOKEN_VERSIONS, run_inline, settle_client_auth
 from .wire import (
     CORRELATION_HEADER,
     FORM_CONTENT_TYPE,
@@ -167,19 +167,21 @@ def _fast_path(endpoint: str, build: Callable[[Any, dict[str, str]], Call | None
         guard = guard_for(state)
         client = scope.get("client")
         keys = token_keys(client_id, client[0] if client is not None else None)
-        if not guard.check(*keys).allowed:
+        attempt = guard.try_enter(*keys)  # locked or busy: the general path answers
+        if not attempt.allowed:
             return _replay(read, receive)
-        try:
-            payload = await run_inline(functools.partial(
-                call, client_id=client_id, client_secret=client_secret,
-                fault_endpoint=endpoint, inline=True))
-        except (FastPathMiss, FaultPending):
-            return _replay(read, receive)
-        except HubSpotHTTPError as exc:
-            record_client_auth(guard, keys, exc)
-            response = error_response(Request(scope), exc)
-            return response.status_code, response.raw_headers, bytes(response.body)
-        record_client_auth(guard, keys, None)
+        with attempt:  # released on a miss (the general path enters again) or an error
+            try:
+                payload = await run_inline(functools.partial(
+                    call, client_id=client_id, client_secret=client_secret,
+                    fault_endpoint=endpoint, inline=True))
+            except (FastPathMiss, FaultPending):
+                return _replay(read, receive)
+            except HubSpotHTTPError as exc:
+                settle_client_auth(attempt, exc)
+                response = error_response(Request(scope), exc)
+                return response.status_code, response.raw_headers, bytes(response.body)
+            settle_client_auth(attempt, None)
         if token_use:
             payload["token_use"] = "access_token"
         body = json_bytes(payload)
