@@ -386,6 +386,8 @@ class BruteForceGuard:
 
     def _wake(self) -> None:
         # Caller holds self._lock. Every waiter judges again (a few dict reads each).
+        if not self._waiters:
+            return  # the common case: no new set per settled attempt
         waiters, self._waiters = self._waiters, set()
         for loop, future in waiters:
             with contextlib.suppress(RuntimeError):  # its loop has closed
