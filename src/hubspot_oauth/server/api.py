@@ -29,7 +29,7 @@ from .hubspot import TokenGrant, expired_ago, utc_iso
 from .metadata import MAX_TOKEN
 from .models import contacts, portals
 from .ratelimit import count_call
-from .storage import FastPathMiss, FastTransaction, HotStatement
+from .storage import FastPathMiss, FastTransaction, HotStatement, all_hot
 from .token import run_with_faults
 from .wire import (
     HubSpotHTTPError,
@@ -250,15 +250,12 @@ async def _list_contacts(request: Request) -> Handler:
                                        "link": f"{base}?after={cursor}&limit={limit}"}}
         return 200, body
 
-    def handler(conn: Connection, grant: TokenGrant, now: float) -> tuple[int, Any]:
-        return page(conn.execute(_LIST_CONTACTS.for_dialect(conn.dialect.name), {
-            "hub_id": grant.hub_id, "after": after, "limit": limit + 1}).all())
-
-    def fast(tx: FastTransaction, grant: TokenGrant, now: float) -> tuple[int, Any]:
-        return page(tx.all(_LIST_CONTACTS, {
+    def handler(db: Connection | FastTransaction, grant: TokenGrant,
+                now: float) -> tuple[int, Any]:
+        return page(all_hot(db, _LIST_CONTACTS, {
             "hub_id": grant.hub_id, "after": after, "limit": limit + 1}))
 
-    handler.fast = fast  # type: ignore[attr-defined]
+    handler.fast = handler  # type: ignore[attr-defined]  # also runs in api_call_fast
     return handler
 
 

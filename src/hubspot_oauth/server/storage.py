@@ -53,6 +53,7 @@ __all__ = [
     "FastTransaction",
     "HotStatement",
     "InlineConnection",
+    "all_hot",
     "current_revision",
     "execute_hot",
     "first_hot",
@@ -392,6 +393,14 @@ def first_hot(db: Connection | FastTransaction, hot: HotStatement,
     if isinstance(db, FastTransaction):
         return db.first(hot, params)
     return db.execute(hot.for_dialect(db.dialect.name), params).first()
+
+
+def all_hot(db: Connection | FastTransaction, hot: HotStatement,
+            params: Mapping[str, Any]) -> list:
+    """Every row of `hot` (attribute access), on a `FastTransaction` or a `Connection`."""
+    if isinstance(db, FastTransaction):
+        return db.all(hot, params)
+    return list(db.execute(hot.for_dialect(db.dialect.name), params).all())
 
 
 _SQLITE_BUSY = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED
