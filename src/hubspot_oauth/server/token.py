@@ -114,18 +114,10 @@ def locked_response(request: Request, verdict: Verdict) -> Response:
     return error_response(request, exc)
 
 
-def record_client_auth(guard: BruteForceGuard, keys: tuple[str, ...],
-                       error: HubSpotHTTPError | None) -> None:
-    """Count a failed client authentication (``invalid_client``); a success clears."""
-    if error is None:
-        guard.success(*keys)
-    elif getattr(error, "error", None) == "invalid_client":
-        guard.failure(*keys)
-
-
 def settle_client_auth(attempt: Attempt, error: HubSpotHTTPError | None) -> None:
-    """`record_client_auth` for an attempt admitted by `BruteForceGuard.enter`: count a
-    failed client authentication, clear on success, and release its reservation."""
+    """Settle an attempt admitted by `BruteForceGuard.enter`/`try_enter`: count a failed
+    client authentication (``invalid_client``), clear on success, else just release its
+    reservation."""
     if error is None:
         attempt.success()
     elif getattr(error, "error", None) == "invalid_client":
