@@ -66,14 +66,17 @@ def _hit_statement(name: str) -> Any:
     ).returning(r.c.count)
 
 
-def _count_statement(name: str) -> Any:
+_COUNT_KEY = ("endpoint", "grant_type", "outcome", "shard")
+
+
+def _count_statement(name: str, **values: Any) -> Any:
+    """The stats upsert (one more for a key), its key columns bound as `values` says
+    (default: parameters named after the columns)."""
     s = stats
     return _insert_for(name)(s).values(
-        endpoint=sa.bindparam("endpoint"), grant_type=sa.bindparam("grant_type"),
-        outcome=sa.bindparam("outcome"), shard=sa.bindparam("shard"), count=1,
-    ).on_conflict_do_update(
-        index_elements=[s.c.endpoint, s.c.grant_type, s.c.outcome, s.c.shard],
-        set_={"count": s.c.count + 1})
+        **{c: values.get(c, sa.bindparam(c)) for c in _COUNT_KEY}, count=1,
+    ).on_conflict_do_update(index_elements=[s.c[c] for c in _COUNT_KEY],
+                            set_={"count": s.c.count + 1})
 
 
 # Built once per dialect (building a statement per call cost more than running it).
@@ -91,15 +94,11 @@ def counted(stmt: Any, endpoint: str, grant_type: str, outcome: str) -> HotState
     def build(name: str) -> Any:
         if name != "postgresql":
             return stmt
-        s = stats
-        upsert = _insert_for(name)(s).values(
-            endpoint=sa.bindparam("stats_endpoint", endpoint),
+        upsert = _count_statement(
+            name, endpoint=sa.bindparam("stats_endpoint", endpoint),
             grant_type=sa.bindparam("stats_grant_type", grant_type),
             outcome=sa.bindparam("stats_outcome", outcome),
-            shard=sa.bindparam("stats_shard"), count=1,
-        ).on_conflict_do_update(
-            index_elements=[s.c.endpoint, s.c.grant_type, s.c.outcome, s.c.shard],
-            set_={"count": s.c.count + 1})
+            shard=sa.bindparam("stats_shard"))
         return stmt.add_cte(upsert.cte("counted"))
 
     return HotStatement(build)
