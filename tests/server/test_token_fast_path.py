@@ -425,10 +425,12 @@ async def test_rotation_is_left_to_the_general_route(
                 grant_type="authorization_code", **CLIENT, redirect_uri=REDIRECT,
                 code=fixture.codes[0]))]
     seen: list[str] = []
-    general, _ = await _run(_app(tmp_path, fixture, "general", False, monkeypatch, seen,
-                                 refresh_token_rotation=rotation), reqs, seen, monkeypatch)
+    general_app = _app(tmp_path, fixture, "general", False, monkeypatch, seen,
+                       refresh_token_rotation=rotation)
+    general, _ = await _run(general_app, reqs, seen, monkeypatch)
     fast, who = await _run(_app(tmp_path, fixture, "fast", True, monkeypatch, seen,
                                 refresh_token_rotation=rotation), reqs, seen, monkeypatch)
+    assert _fast_paths_of(general_app) == {}  # the reference answers are the general route's
     assert fast == general
     assert who == [r.expect for r in reqs]
     assert [status for _n, status, _h, _b in fast[:3]] == [200, 400, 200]
