@@ -144,13 +144,14 @@ def servers(database_url: str) -> Iterator[Callable[..., LocalHubSpot]]:
 
 
 def race(calls: list[Callable[[], Any]]) -> list[Any]:
-    """Run the calls in threads released together; each result or raised exception."""
+    """Run the calls in threads released together; each result or raised exception. A
+    call still running after 120 s fails the test (its result would read as None)."""
     barrier = threading.Barrier(len(calls))
     results: list[Any] = [None] * len(calls)
 
     def run(i: int) -> None:
-        barrier.wait(timeout=30)
         try:
+            barrier.wait(timeout=30)
             results[i] = calls[i]()
         except Exception as exc:  # noqa: BLE001 - the test inspects it
             results[i] = exc
@@ -160,4 +161,5 @@ def race(calls: list[Callable[[], Any]]) -> list[Any]:
         t.start()
     for t in threads:
         t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads), "a raced call did not finish"
     return results

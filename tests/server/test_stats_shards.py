@@ -7,6 +7,7 @@ burst are kept, and a restarted database is reconnected to without a failed requ
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import threading
 from collections.abc import Callable
@@ -29,7 +30,7 @@ from hubspot_oauth.server.storage import (
     write,
 )
 
-from .conftest import ACME, ADMIN, CLIENT, REDIRECT
+from .conftest import ACME, ADMIN, CLIENT, REDIRECT, race
 
 BEFORE = "0003_seed_fingerprint"
 
@@ -73,23 +74,10 @@ def _primary_key(database_url: str) -> list[str]:
 
 
 def _in_threads(count: int, work: Callable[[int], None]) -> None:
-    """Run work(i) for i < count in threads released together; re-raise the first error."""
-    barrier = threading.Barrier(count)
-    errors: list[BaseException] = []
-
-    def run(i: int) -> None:
-        try:
-            barrier.wait(timeout=60)
-            work(i)
-        except BaseException as exc:  # noqa: BLE001 - re-raised below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=300)
-    assert not any(t.is_alive() for t in threads)
+    """Run work(i) for i < count in threads released together (`race`); re-raise the
+    first error."""
+    errors = [r for r in race([functools.partial(work, i) for i in range(count)])
+              if isinstance(r, BaseException)]
     if errors:
         raise errors[0]
 
