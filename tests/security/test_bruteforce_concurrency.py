@@ -82,10 +82,19 @@ async def _when_all_in_flight(held: Held, guard: BruteForceGuard, count: int) ->
     """Wait (bounded) until `count` requests are in the held call or held back by the
     guard, i.e. all in flight at once; then let the held calls go."""
     deadline = time.monotonic() + 120
-    while held.entered + getattr(guard, "waiting", 0) < count:
-        assert time.monotonic() < deadline, (held.entered, getattr(guard, "waiting", 0))
+    while held.entered + guard.waiting < count:
+        assert time.monotonic() < deadline, (held.entered, guard.waiting)
         await anyio.sleep(0.002)
     held.go.set()
+
+
+async def _until_one_waits(guard: BruteForceGuard) -> None:
+    """Until an attempt is held back by the guard (bounded: a guard that never holds one
+    back fails here instead of hanging the run)."""
+    deadline = time.monotonic() + 60
+    while guard.waiting < 1:
+        assert time.monotonic() < deadline, "no attempt was held back"
+        await anyio.sleep(0)
 
 
 async def _gather(calls: list[Callable[[], Any]]) -> list[httpx.Response]:
@@ -244,8 +253,7 @@ async def test_held_back_attempts_are_judged_when_those_in_flight_settle() -> No
 
     async with anyio.create_task_group() as group:
         group.start_soon(late)
-        while guard.waiting < 1:
-            await anyio.sleep(0)
+        await _until_one_waits(guard)
         for attempt in first:
             attempt.failure()
     (refused,) = outcome
@@ -257,8 +265,7 @@ async def test_held_back_attempts_are_judged_when_those_in_flight_settle() -> No
     outcome.clear()
     async with anyio.create_task_group() as group:
         group.start_soon(late)
-        while guard.waiting < 1:
-            await anyio.sleep(0)
+        await _until_one_waits(guard)
         for attempt in first:
             attempt.success()
     (admitted,) = outcome
