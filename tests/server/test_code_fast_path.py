@@ -21,10 +21,10 @@ from typing import Any
 import httpx
 import pytest
 
-from hubspot_oauth.server import ServerSettings, create_app
+from hubspot_oauth.server import ServerSettings
 from hubspot_oauth.server.storage import FastPathMiss
 
-from .conftest import ACME, ADMIN, CLIENT, REDIRECT, race
+from .conftest import ACME, CLIENT, REDIRECT, Harness, harness_for, race
 
 pytestmark = pytest.mark.anyio
 
@@ -62,24 +62,12 @@ class Spy:
         self.general = self.hops = 0
 
 
-class Server:
-    """One local HubSpot app on a database, reached in-process over ASGI."""
+class Server(Harness):
+    """The suite's `Harness` (code, exchange) with a `Spy` and the exchange's stats."""
 
     def __init__(self, app: Any, client: httpx.AsyncClient) -> None:
-        self.app = app
-        self.hubspot = app.state.hubspot
-        self.client = client
+        super().__init__(app, client)
         self.spy = Spy(self.hubspot)
-
-    def code(self, client_id: str = CLIENT["client_id"], **options: Any) -> str:
-        return self.hubspot.issue_code(client_id=client_id, redirect_uri=REDIRECT,
-                                       user_email=ADMIN, hub_id=ACME,
-                                       scopes=["crm.objects.contacts.read"], **options)
-
-    async def exchange(self, code: str, **extra: str) -> httpx.Response:
-        form = {"grant_type": "authorization_code", **CLIENT, "redirect_uri": REDIRECT,
-                "code": code, **extra}
-        return await self.client.post("/oauth/v3/token", data=form)
 
     async def stats(self) -> dict[str, int]:
         return (await self.client.get("/_emulator/stats")).json()["token"][
@@ -87,14 +75,11 @@ class Server:
 
 
 @asynccontextmanager
-async def serving(database_url: str) -> AsyncIterator[Server]:
-    app = create_app(ServerSettings(database_url=database_url))
-    try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url="http://local-hubspot.test") as client:
-            yield Server(app, client)
-    finally:
-        app.state.hubspot.close()
+async def serving(database_url: str, factory: Any) -> AsyncIterator[Server]:
+    """A local HubSpot on `database_url` (`harness_for`; `hs_factory` closes it)."""
+    harness = await harness_for(ServerSettings(database_url=database_url), factory)
+    async with harness.client:
+        yield Server(harness.app, harness.client)
 
 
 def _answer(response: httpx.Response) -> tuple[int, dict[str, Any]]:
@@ -124,7 +109,8 @@ async def _case(server: Server, name: str, other_client: str) -> list[tuple[int,
     if name == "unknown_code":
         return [_answer(await server.exchange("na1-0000-0000-0000-0000-000000000000"))]
     if name == "another_clients_code":
-        return [_answer(await server.exchange(server.code(client_id=other_client)))]
+        code = server.code(client_id=other_client, optional_scopes=[])  # it has only one
+        return [_answer(await server.exchange(code))]
     if name == "pkce_mismatch":
         code = server.code(code_challenge=_s256(VERIFIER), code_challenge_method="S256")
         return [_answer(await server.exchange(code, code_verifier=VERIFIER[::-1]))]
@@ -194,8 +180,8 @@ def _general_only(server: Server) -> Callable[[], None]:
     return lambda: delattr(server.hubspot, "_fast_transaction")
 
 
-async def test_fast_path_answers_as_the_general_path(database_url: str) -> None:
-    async with serving(database_url) as server:
+async def test_fast_path_answers_as_the_general_path(database_url: str, hs_factory: Any) -> None:
+    async with serving(database_url, hs_factory) as server:
         _, other_client, _ = server.hubspot.create_app_registration(
             name="Other app", redirect_urls=[REDIRECT], scopes=["crm.objects.contacts.read"])
         answers: dict[str, dict[str, list]] = {}
@@ -237,9 +223,9 @@ async def test_fast_path_answers_as_the_general_path(database_url: str) -> None:
     assert general_calls["general"]["replay"] == 2
 
 
-async def test_common_exchange_takes_the_fast_path(database_url: str) -> None:
+async def test_common_exchange_takes_the_fast_path(database_url: str, hs_factory: Any) -> None:
     """A regression to the general path (or, on SQLite, off the event loop) fails here."""
-    async with serving(database_url) as server:
+    async with serving(database_url, hs_factory) as server:
         code = server.code()
         server.spy.reset()
         response = await server.exchange(code)
@@ -257,10 +243,12 @@ async def test_common_exchange_takes_the_fast_path(database_url: str) -> None:
         assert server.spy.general == 1
 
 
-async def test_replay_on_another_server_revokes_fast_path_tokens(database_url: str) -> None:
+async def test_replay_on_another_server_revokes_fast_path_tokens(
+        database_url: str, hs_factory: Any) -> None:
     """Two servers on one database (as two processes): the first exchange on one takes
     the fast path; the replay on the other is refused and revokes those tokens."""
-    async with serving(database_url) as first, serving(database_url) as second:
+    async with serving(database_url, hs_factory) as first, \
+            serving(database_url, hs_factory) as second:
         code = first.code()
         first.spy.reset()
         tokens = (await first.exchange(code)).json()
@@ -279,11 +267,12 @@ async def test_replay_on_another_server_revokes_fast_path_tokens(database_url: s
 
 
 async def test_concurrent_fast_path_exchanges_of_one_code_have_one_winner(
-        database_url: str) -> None:
+        database_url: str, hs_factory: Any) -> None:
     """Ten threads on two servers exchange one code at once through the fast path (the
     thread-pool form, as a request that missed inline runs it): exactly one wins, the
     others are replays, and the replays revoke the winner's tokens."""
-    async with serving(database_url) as first, serving(database_url) as second:
+    async with serving(database_url, hs_factory) as first, \
+            serving(database_url, hs_factory) as second:
         code = first.code()
         calls = [
             (lambda h=h: h.exchange_code(**CLIENT, code=code, redirect_uri=REDIRECT,
@@ -302,11 +291,12 @@ async def test_concurrent_fast_path_exchanges_of_one_code_have_one_winner(
         assert await first.stats() == {"ok": 1, "error": 9}
 
 
-async def test_exchange_waits_for_busy_sqlite_in_the_thread_pool(sqlite_url: str) -> None:
+async def test_exchange_waits_for_busy_sqlite_in_the_thread_pool(
+        sqlite_url: str, hs_factory: Any) -> None:
     """Another connection holds SQLite's write lock: the inline attempt does not fail
     the request; it waits in the thread pool, succeeds, and is counted once."""
     path = sqlite_url.removeprefix("sqlite:///")
-    async with serving(sqlite_url) as server:
+    async with serving(sqlite_url, hs_factory) as server:
         code = server.code()
         holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         try:
