@@ -199,15 +199,17 @@ def test_uninstall_during_a_code_exchange_revokes_its_tokens(
         assert holding.wait(60)
         uninstalling = threading.Thread(target=uninstall)
         uninstalling.start()
-        # The uninstall now waits for a row lock the exchange holds (bounded poll).
+        # The uninstall now waits for a row lock the exchange holds (bounded poll; running
+        # out of time fails instead of going on with the interleaving not set up).
         with sa.create_engine(postgres_url).connect() as watcher:
             deadline = time.monotonic() + 60
-            while uninstalling.is_alive() and time.monotonic() < deadline:
+            while uninstalling.is_alive():
                 waiting = watcher.execute(sa.text(
                     "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
                     " AND wait_event_type = 'Lock'")).scalar()
                 if waiting:
                     break
+                assert time.monotonic() < deadline, "the uninstall neither waited nor ended"
                 watcher.rollback()
                 time.sleep(0.01)
         go.set()
