@@ -202,6 +202,7 @@ async def test_fast_path_answers_as_the_general_path(database_url: str, hs_facto
                 undo()
     assert answers["fast"] == answers["general"]
     assert counted["fast"] == counted["general"]
+    assert set(EXPECTED) == set(CASES)  # a case added without its answers fails here
     for name, expected in EXPECTED.items():
         got = [(status, body.get("status")) for status, body in answers["fast"][name]]
         assert got == expected, name
