@@ -134,6 +134,10 @@ async def take_fault(request: Request, endpoint: str) -> Fault | None:
     return fault
 
 
+# Scope key `token_fast_path` sets when its inline try of this very request missed (not
+# merely busy): the general route's inline try would only miss again.
+INLINE_MISSED_KEY = "hubspot.inline_missed"
+
 # Seconds to wait between inline tries while SQLite is busy: in all (~0.1 s) about the
 # longest a WAL restart holds writers off (storage.InlineConnection); then the thread
 # pool waits, up to SQLite's busy timeout.
@@ -161,10 +165,11 @@ async def run_with_faults(request: Request, endpoint: str, call: Callable[..., A
     answer as the fault says, or (``delay``) wait and run `call` without the check.
     `inline(endpoint)`, when given, is tried first on the event loop thread: the common
     case only, never waiting for the database (`FastPathMiss` otherwise, then `call`;
-    `run_inline` tries again while it is only busy). Returns the call's result or a
+    `run_inline` tries again while it is only busy; skipped when the token fast path's
+    inline try already missed, `INLINE_MISSED_KEY`). Returns the call's result or a
     `Response`."""
     try:
-        if inline is not None:
+        if inline is not None and not request.scope.get(INLINE_MISSED_KEY):
             try:
                 return await run_inline(lambda: inline(endpoint))
             except FastPathMiss:

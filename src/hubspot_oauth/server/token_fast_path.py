@@ -31,8 +31,14 @@ from starlette.types import Message, Receive, Scope
 from .bruteforce import guard_for, token_keys
 from .hubspot import FaultPending
 from .metadata import INTROSPECT_VERSIONS, token_param
-from .storage import FastPathMiss
-from .token import MAX_PARAM, TOKEN_VERSIONS, run_inline, settle_client_auth
+from .storage import FastPathBusy, FastPathMiss
+from .token import (
+    INLINE_MISSED_KEY,
+    MAX_PARAM,
+    TOKEN_VERSIONS,
+    run_inline,
+    settle_client_auth,
+)
 from .wire import (
     CORRELATION_HEADER,
     FORM_CONTENT_TYPE,
@@ -175,7 +181,10 @@ def _fast_path(endpoint: str, build: Callable[[Any, dict[str, str]], Call | None
                 payload = await run_inline(functools.partial(
                     call, client_id=client_id, client_secret=client_secret,
                     fault_endpoint=endpoint, inline=True))
-            except (FastPathMiss, FaultPending):
+            except (FastPathBusy, FaultPending):
+                return _replay(read, receive)
+            except FastPathMiss:
+                scope[INLINE_MISSED_KEY] = True  # the general route need not try again
                 return _replay(read, receive)
             except HubSpotHTTPError as exc:
                 settle_client_auth(attempt, exc)
