@@ -16,7 +16,7 @@ window per app and portal; ``X-HubSpot-RateLimit-*`` headers on every authentica
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -37,6 +37,7 @@ from .wire import (
     error_response,
     json_response,
     parse_json,
+    rate_limited,
     read_body,
 )
 
@@ -57,15 +58,6 @@ def expired_error(expires_at: float, now: float | None) -> HubSpotHTTPError:
         f"The OAuth token used to make this call expired {ago} ago.",
         context={"expire time": [utc_iso(expires_at if now is not None else 0)]},
         headers=_AUTH_FAILURE)
-
-
-def rate_limited(retry_after_s: int, headers: Mapping[str, str] | None = None
-                 ) -> HubSpotHTTPError:
-    """429 RATE_LIMITS as HubSpot words its ten-secondly limit (reference §7.6)."""
-    return HubSpotHTTPError(
-        429, "RATE_LIMITS", "You have reached your ten secondly limit.",
-        extra={"errorType": "RATE_LIMIT", "policyName": "TEN_SECONDLY_ROLLING"},
-        headers={"Retry-After": str(retry_after_s), **(headers or {})})
 
 
 _AUTH_FAILURE = {"x-hubspot-auth-failure": "401 Unauthorized",

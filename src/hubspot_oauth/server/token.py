@@ -33,6 +33,7 @@ from .wire import (
     json_response,
     parse_form,
     parse_pairs,
+    rate_limited,
 )
 
 __all__ = ["TOKEN_VERSIONS", "fault_response", "routes"]
@@ -222,8 +223,6 @@ def fault_response(request: Request, fault: Fault, grant_type: str = "") -> Resp
         return HTMLResponse(PROXY_502_PAGE, status_code=502,
                             headers={CORRELATION_HEADER: cid, **NO_STORE})
     if kind == "rate_limit":
-        from .api import rate_limited
-
         return error_response(request, rate_limited(1, NO_STORE))
     if kind == "server_error":
         exc = HubSpotHTTPError(500, "INTERNAL_ERROR",

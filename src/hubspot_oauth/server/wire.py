@@ -31,6 +31,7 @@ __all__ = [
     "json_response",
     "parse_form",
     "parse_json",
+    "rate_limited",
     "read_body",
 ]
 
@@ -194,6 +195,16 @@ def parse_json(raw: bytes) -> Any:
 def bad_request(message: str) -> HubSpotHTTPError:
     """400 VALIDATION_ERROR."""
     return HubSpotHTTPError(400, "VALIDATION_ERROR", message)
+
+
+def rate_limited(retry_after_s: int, headers: Mapping[str, str] | None = None
+                 ) -> HubSpotHTTPError:
+    """429 RATE_LIMITS as HubSpot words its ten-secondly limit (reference §7.6): the sample
+    API's and a queued ``rate_limit`` fault's."""
+    return HubSpotHTTPError(
+        429, "RATE_LIMITS", "You have reached your ten secondly limit.",
+        extra={"errorType": "RATE_LIMIT", "policyName": "TEN_SECONDLY_ROLLING"},
+        headers={"Retry-After": str(retry_after_s), **(headers or {})})
 
 
 async def read_body(request: Request, limit: int) -> bytes:
