@@ -243,7 +243,7 @@ class FastPathMiss(Exception):  # noqa: N818 - a signal, not an error
 class FastPathBusy(FastPathMiss):  # noqa: N818 - a signal, not an error
     """An inline hot path found the database busy (another writer, or a checkpoint that
     holds off writers for a moment): nothing was written, and the same request may well
-    run inline a moment later (token_fast_path.py waits for that on the event loop)."""
+    run inline a moment later (`token.run_inline` waits for that on the event loop)."""
 
 
 class FastTransaction:
