@@ -11,15 +11,14 @@ import contextlib
 import os
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 from tests.support.components import free_port
+from tests.support.race import race  # noqa: F401 - the e2e tests import it from here
 
 CONSOLE_SCRIPT = Path(sys.executable).with_name("hubspot-oauth")
 START_TIMEOUT = 60.0  # seconds: a cold start seeds the database (argon2 hashes) on 2 busy cores
@@ -138,29 +137,6 @@ def servers(database_url: str, workdir: Path, count: int, *extra: str
     finally:
         for server in started:
             server.stop()
-
-
-def race(calls: Sequence[Callable[[], Any]], timeout: float = 60.0) -> list[Any]:
-    """Run the calls in threads released together by a barrier; each one's result or the
-    exception it raised, in order. Bounded: a thread still running after `timeout` fails."""
-    barrier = threading.Barrier(len(calls))
-    results: list[Any] = [None] * len(calls)
-
-    def run(i: int) -> None:
-        barrier.wait(timeout=timeout)
-        try:
-            results[i] = calls[i]()
-        except Exception as exc:  # noqa: BLE001 - the test inspects it
-            results[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(calls))]
-    for thread in threads:
-        thread.start()
-    deadline = time.monotonic() + timeout
-    for thread in threads:
-        thread.join(timeout=max(0.1, deadline - time.monotonic()))
-    assert not any(t.is_alive() for t in threads), "a racing call did not finish in time"
-    return results
 
 
 def issue_code(server: ServerProcess) -> str:

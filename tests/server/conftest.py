@@ -5,7 +5,6 @@ Names start with ``hs_`` so they never clash with the authorize tests' own fixtu
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -16,6 +15,7 @@ import pytest
 from hubspot_oauth.server import ServerSettings, create_app
 from hubspot_oauth.server.hubspot import LocalHubSpot
 from hubspot_oauth.server.seed import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
+from tests.support.race import race  # noqa: F401 - the server tests import it from here
 
 CLIENT = {"client_id": DEFAULT_CLIENT_ID, "client_secret": DEFAULT_CLIENT_SECRET}
 REDIRECT = "http://localhost:3000/oauth-callback"
@@ -141,25 +141,3 @@ def servers(database_url: str) -> Iterator[Callable[..., LocalHubSpot]]:
     yield make
     for hubspot in made:
         hubspot.close()
-
-
-def race(calls: list[Callable[[], Any]]) -> list[Any]:
-    """Run the calls in threads released together; each result or raised exception. A
-    call still running after 120 s fails the test (its result would read as None)."""
-    barrier = threading.Barrier(len(calls))
-    results: list[Any] = [None] * len(calls)
-
-    def run(i: int) -> None:
-        try:
-            barrier.wait(timeout=30)
-            results[i] = calls[i]()
-        except Exception as exc:  # noqa: BLE001 - the test inspects it
-            results[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not any(t.is_alive() for t in threads), "a raced call did not finish"
-    return results
